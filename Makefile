@@ -1,0 +1,41 @@
+# VersusQ — the two commands a user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch/torchvision are pinned to the releases served from local disk on the project machines;
+# elsewhere pip fetches them from PyPI.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DIR ?= outputs/demo
+
+.PHONY: install test test-all demo bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+demo: $(STAMP)
+	$(PY) -m callbacks.demo --out $(DEMO_DIR)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) outputs lightning_logs *.egg-info

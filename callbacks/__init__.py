@@ -1,0 +1,1 @@
+"""VersusQ callbacks package."""

@@ -1,0 +1,1 @@
+"""VersusQ datamodules package."""

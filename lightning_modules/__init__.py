@@ -1,0 +1,1 @@
+"""VersusQ lightning_modules package."""

@@ -1,0 +1,1 @@
+"""VersusQ ranking package."""

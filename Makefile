@@ -29,7 +29,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 demo: $(STAMP)
-	$(PY) -m callbacks.demo --out $(DEMO_DIR)
+	PY=$(PY) DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

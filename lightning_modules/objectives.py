@@ -1,0 +1,327 @@
+"""Pure loss and reward math for VersusQ (SFT and MC-GRPO).
+
+Tensors in, tensors out: no Lightning, no I/O, no model code. Every function is small and
+carries a ``>>>`` example; ``tests/lightning_modules/test_objectives.py`` checks them on
+hand-made tensors.
+
+Conventions
+-----------
+* ``B`` prompts, ``G`` rollouts per prompt, ``N = B * G`` rollouts laid out prompt-major
+  (rollouts ``g = 0..G-1`` of prompt ``b`` are rows ``b * G + g``), ``T`` response tokens.
+* Token-level tensors (log-probs, masks) are ``(N, T)``; ``mask`` is 1 on real response tokens.
+* Sequence reduction (:func:`masked_mean`): mean over each response's own tokens, then mean over
+  responses -- the ``1/G sum_g 1/|o_g| sum_t`` of GRPO (DeepSeekMath), so a long rationale does
+  not weigh more than a short one.
+
+Decisions (paper Sec. 3.4, Eq. 11-14)
+-------------------------------------
+* **Ratio (Eq. 13)**: token-level ``rho_t = exp(logp_new_t - logp_old_t)``, clipped per token, as
+  in GRPO implementations (DeepSeekMath, TRL). The sequence-level ratio of Eq. 13 is the product
+  of ~100+ token ratios: it explodes/vanishes after one update and clipping then zeroes whole
+  responses; per-token clipping keeps the trust region meaningful. The two coincide at the first
+  (on-policy) update, where every ratio is 1.
+* **KL**: the k3 estimator ``exp(r) - r - 1`` with ``r = logp_ref - logp_new`` per sampled
+  token (unbiased for ``KL(pi || pi_ref)`` under samples from ``pi``, always >= 0).
+* **Advantage std (Eq. 12)**: *population* std (``unbiased=False``), so the normalised
+  advantages of a group have exactly unit population std (up to ``eps_std``) whatever ``G``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+#: Reward weights of the paper (Sec. 4.1): 1.0 for the margin term, 0.2 for a valid format.
+MARGIN_REWARD_WEIGHT = 1.0
+FORMAT_REWARD_WEIGHT = 0.2
+
+# A valid rollout (generation stops at ``<answer>``, Eq. 6): optional leading whitespace,
+# ``<think>``, a rationale with at least one non-space character and no tag of the template
+# inside it, ``</think>``, optional whitespace, ``<answer>``, then only whitespace -- the
+# ``<reg>`` placeholder is appended by the module after sampling and is never generated.
+_TAG = r"(?:<think>|</think>|<answer>|<reg>)"
+_FORMAT_RE = re.compile(
+    rf"\s*<think>(?!\s*</think>)(?:(?!{_TAG}).)+</think>\s*<answer>\s*", flags=re.DOTALL
+)
+
+
+def margin_reward(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Margin accuracy reward ``exp(-alpha * (m_hat - m*)^2)`` (Eq. 11), in (0, 1].
+
+    Args:
+        pred: ``(N,)`` predicted margins ``m_hat``.
+        target: ``(N,)`` MOS margins ``m*`` (MOS on [1, 5], so ``|m*| <= 4``).
+        alpha: sensitivity to the squared error (not given in the paper; 1.0 gives reward 0.37
+            at an error of one MOS point).
+
+    Returns:
+        ``(N,)`` reward, 1 for an exact margin, decreasing in ``|m_hat - m*|``.
+
+    >>> margin_reward(torch.tensor([0.5, 1.5]), torch.tensor([0.5, 0.5])).round(decimals=4)
+    tensor([1.0000, 0.3679])
+    """
+    return torch.exp(-alpha * (pred - target).pow(2))
+
+
+def format_ok(texts: Sequence[str]) -> torch.Tensor:
+    """Whether each rollout text follows ``<think>c</think><answer>`` (Eq. 6 up to ``<answer>``).
+
+    Exact rule: the whole text matches ``\\s*<think>C</think>\\s*<answer>\\s*`` where ``C``
+    contains a non-whitespace character and none of ``<think>``, ``</think>``, ``<answer>``,
+    ``<reg>``; nothing but whitespace may follow ``<answer>`` (and precede ``<think>``).
+
+    Args:
+        texts: decoded rollouts (special tokens kept, padding removed).
+
+    Returns:
+        ``(N,)`` bool tensor.
+
+    >>> format_ok(["<think>A is sharper.</think><answer>", "<think> </think><answer>",
+    ...            "<think>x</think><answer> 0.3"]).tolist()
+    [True, False, False]
+    """
+    return torch.tensor([_FORMAT_RE.fullmatch(t) is not None for t in texts], dtype=torch.bool)
+
+
+def format_reward(texts: Sequence[str], weight: float = FORMAT_REWARD_WEIGHT) -> torch.Tensor:
+    """Format reward ``w_f`` for valid rollouts, 0 otherwise (Eq. 11).
+
+    >>> format_reward(["<think>ok</think><answer>", "no tags"]).tolist()
+    [0.20000000298023224, 0.0]
+    """
+    return format_ok(texts).float() * weight
+
+
+def total_reward(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    texts: Sequence[str],
+    alpha: float = 1.0,
+    margin_weight: float = MARGIN_REWARD_WEIGHT,
+    format_weight: float = FORMAT_REWARD_WEIGHT,
+) -> torch.Tensor:
+    """Reward of Eq. 11: ``margin_weight * exp(-alpha (m_hat - m*)^2) + w_f * [valid format]``.
+
+    An invalid-format rollout still earns its margin reward (its ``m_hat`` comes from appending
+    ``<reg>`` to the rollout whatever it contains).
+
+    Args:
+        pred: ``(N,)`` margins predicted by the head at the appended ``<reg>`` (no grad needed).
+        target: ``(N,)`` MOS margins, repeated ``G`` times per prompt.
+        texts: the ``N`` decoded rollouts.
+        alpha, margin_weight, format_weight: see :func:`margin_reward`, paper weights 1.0 / 0.2.
+
+    Returns:
+        ``(N,)`` float reward on ``pred``'s device.
+
+    >>> total_reward(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]),
+    ...              ["<think>a</think><answer>", "<answer>"]).tolist()
+    [1.2000000476837158, 1.0]
+    """
+    fmt = format_reward(texts, format_weight).to(pred.device)
+    return margin_weight * margin_reward(pred.detach().float(), target.float(), alpha) + fmt
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps_std: float = 1e-4) -> torch.Tensor:
+    """Group-relative advantages ``(R - mean) / (std + eps_std)`` per prompt (Eq. 12).
+
+    ``std`` is the population std of the group. A group whose rewards are all equal carries no
+    preference and gets exactly zero advantage (never NaN, never float round-off noise).
+
+    Args:
+        rewards: ``(B * G,)`` rewards, prompt-major.
+        group_size: ``G``.
+        eps_std: numerical floor added to the std.
+
+    Returns:
+        ``(B * G,)`` advantages.
+
+    >>> [round(a, 3) for a in group_advantages(torch.tensor([1.0, 3.0, 2.0, 2.0]), 2).tolist()]
+    [-1.0, 1.0, 0.0, 0.0]
+    """
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(
+            f"rewards must be 1-D with a multiple of group_size={group_size} entries, "
+            f"got shape {tuple(rewards.shape)}"
+        )
+    grouped = rewards.float().view(-1, group_size)  # (B, G)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    std = grouped.std(dim=1, unbiased=False, keepdim=True)
+    degenerate = (grouped.amax(dim=1) == grouped.amin(dim=1)).unsqueeze(1)  # (B, 1)
+    adv = torch.where(degenerate, torch.zeros_like(centred), centred / (std + eps_std))
+    return adv.view(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's masked tokens, then over rows (rows with no token count as 0).
+
+    >>> masked_mean(torch.tensor([[1.0, 3.0], [5.0, 9.0]]), torch.tensor([[1, 1], [1, 0]]))
+    tensor(3.5000)
+    """
+    mask = mask.to(values.dtype)
+    per_row = (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (N,)
+    return per_row.mean()
+
+
+def clipped_policy_loss(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss ``-min(rho A, clip(rho, 1-eps, 1+eps) A)`` with token ratios (Eq. 13).
+
+    Args:
+        logp_new: ``(N, T)`` log-probs of the sampled tokens under the current policy (grad).
+        logp_old: ``(N, T)`` the same under the rollout policy (no grad).
+        advantages: ``(N,)`` group advantages, broadcast over each response's tokens.
+        mask: ``(N, T)`` 1 on response tokens.
+        clip_eps: ``eps``; the clip is active exactly where ``rho`` leaves ``[1-eps, 1+eps]``
+            in the direction the advantage pushes it (there the token's gradient is zero).
+
+    Returns:
+        ``(loss, clip_frac)``: scalar loss (:func:`masked_mean`) and the fraction of response
+        tokens whose gradient the clip cut.
+
+    >>> lp = torch.zeros(1, 2)
+    >>> loss, frac = clipped_policy_loss(lp, lp, torch.tensor([1.0]), torch.ones(1, 2))
+    >>> loss.item(), frac.item()
+    (-1.0, 0.0)
+    """
+    ratio = torch.exp(logp_new - logp_old.detach())  # (N, T)
+    adv = advantages.detach().unsqueeze(1).to(ratio.dtype)  # (N, 1)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv
+    loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
+    cut = ((ratio > 1.0 + clip_eps) & (adv > 0)) | ((ratio < 1.0 - clip_eps) & (adv < 0))
+    m = mask.bool()
+    clip_frac = (cut & m).sum().float() / m.sum().clamp(min=1).float()
+    return loss, clip_frac.detach()
+
+
+def kl_penalty(logp_new: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """k3 estimate of ``KL(pi_theta || pi_ref)``: ``exp(r) - r - 1``, ``r = logp_ref - logp_new``.
+
+    Per sampled token, reduced with :func:`masked_mean`; zero iff the two policies agree on
+    every sampled token, positive otherwise; gradient flows into ``logp_new`` only.
+
+    >>> kl_penalty(torch.zeros(1, 3), torch.zeros(1, 3), torch.ones(1, 3)).item()
+    0.0
+    """
+    r = logp_ref.detach() - logp_new  # (N, T)
+    return masked_mean(torch.exp(r) - r - 1.0, mask)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each ``tokens[n, t]`` under ``logits[n, t]`` (already aligned).
+
+    Computed as ``logit - logsumexp`` in float32, without materialising the full log-softmax.
+
+    >>> token_logprobs(torch.zeros(1, 1, 4), torch.tensor([[2]])).exp()
+    tensor([[0.2500]])
+    """
+    logits = logits.float()  # (N, T, V)
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (N, T)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token cross-entropy with HF label convention (labels aligned with inputs, shifted here).
+
+    Args:
+        logits: ``(B, L, V)`` logits at every input position.
+        labels: ``(B, L)`` input ids on supervised positions (template up to ``<answer>``),
+            ``ignore_index`` elsewhere (prompt, ``<reg>``, padding).
+
+    >>> logits = torch.zeros(1, 3, 5)
+    >>> round(ntp_loss(logits, torch.tensor([[-100, 1, 2]])).item(), 4)  # ln 5
+    1.6094
+    """
+    shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(L-1), V)
+    return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=ignore_index)
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Margin MSE ``1/B sum (m_hat - m*)^2`` (Eq. 9), computed in float32.
+
+    >>> regression_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0]))
+    tensor(0.5000)
+    """
+    return F.mse_loss(pred.float(), target.float())
+
+
+def sft_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    lambda_reg: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SFT objective ``L_NTP + lambda_reg * L_reg`` (Eq. 10); returns ``(loss, ntp, reg)``.
+
+    >>> loss, ntp, reg = sft_loss(torch.zeros(1, 2, 2), torch.tensor([[-100, 0]]),
+    ...                           torch.tensor([1.0]), torch.tensor([0.0]))
+    >>> round(loss.item(), 4), round(ntp.item(), 4), reg.item()
+    (1.1931, 0.6931, 1.0)
+    """
+    ntp = ntp_loss(logits, labels)
+    reg = regression_loss(pred, target)
+    return ntp + lambda_reg * reg, ntp, reg
+
+
+@dataclass
+class MCGRPOLoss:
+    """Terms of one MC-GRPO update (all scalars; only ``loss`` carries a graph)."""
+
+    loss: torch.Tensor
+    policy: torch.Tensor
+    kl: torch.Tensor
+    aux: torch.Tensor
+    clip_frac: torch.Tensor
+
+
+def mcgrpo_loss(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    logp_ref: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    clip_eps: float = 0.2,
+    beta: float = 0.01,
+    lambda_aux: float = 0.5,
+    aux: bool = True,
+) -> MCGRPOLoss:
+    """MC-GRPO loss ``L_GRPO + lambda_aux * MSE(m_hat, m*)`` (Eq. 13-14).
+
+    ``L_GRPO = clipped policy loss + beta * KL``. ``pred`` is the head's margin at the ``<reg>``
+    appended to each rollout, with grad, so the aux gradient reaches both the head and the
+    shared VLM (Eq. 14; the head's own learning rate lives in the optimiser).
+
+    Args:
+        logp_new, logp_old, advantages, mask, clip_eps: see :func:`clipped_policy_loss`.
+        logp_ref: ``(N, T)`` reference-policy log-probs, or ``None`` when ``beta == 0``.
+        pred: ``(N,)`` predicted margins (grad). target: ``(N,)`` MOS margins.
+        beta: KL coefficient (paper 0.01). lambda_aux: aux weight (paper 0.5).
+        aux: ``False`` for the "GRPO from SFT" ablation -- no aux term (the MSE is still
+            returned, detached, for logging).
+
+    >>> z = torch.zeros(2, 3, requires_grad=True)
+    >>> out = mcgrpo_loss(z, z.detach(), z.detach(), torch.tensor([1.0, -1.0]), torch.ones(2, 3),
+    ...                   torch.tensor([0.5, 0.5]), torch.tensor([0.0, 1.0]))
+    >>> round(out.loss.item(), 4), round(out.aux.item(), 4)
+    (0.125, 0.25)
+    """
+    if logp_ref is None and beta != 0:
+        raise ValueError(f"mcgrpo_loss: logp_ref is required when beta={beta} != 0")
+    policy, clip_frac = clipped_policy_loss(logp_new, logp_old, advantages, mask, clip_eps)
+    kl = kl_penalty(logp_new, logp_ref, mask) if logp_ref is not None else policy.new_zeros(())
+    mse = regression_loss(pred, target)
+    loss = policy + beta * kl + (lambda_aux * mse if aux else 0.0)
+    return MCGRPOLoss(loss, policy.detach(), kl.detach(), mse.detach(), clip_frac)

@@ -1,0 +1,189 @@
+"""Tests for the synthetic benchmark generator (tiny preset, generated once per module)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from datamodules.synthetic import (
+    DISTORTION_KEYWORDS,
+    HELD_OUT_FAMILIES,
+    LABEL_COLUMNS,
+    PRESETS,
+    SPLITS,
+    encode_mp4,
+    generate_benchmark,
+    make_clip,
+    make_rationale,
+    rationale_for_table,
+)
+from datamodules.synthetic_distort import (
+    HELD_OUT_DISTORTIONS,
+    HELD_OUT_SOURCES,
+    SOURCES,
+    TRAIN_SOURCES,
+    latent_quality,
+)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny benchmark made with 2 worker processes."""
+    return generate_benchmark(tmp_path_factory.mktemp("syn_a"), seed=3, size="tiny", workers=2,
+                              progress=False)
+
+
+@pytest.fixture(scope="module")
+def rows(bench: Path) -> list[dict]:
+    with open(bench, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _frames(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])  # (T, H, W, 3)
+
+
+def test_labels_columns_splits_and_counts(bench: Path, rows: list[dict]) -> None:
+    header = bench.read_text().splitlines()[0].split(",")
+    assert tuple(header) == LABEL_COLUMNS
+    meta = json.loads((bench.parent / "benchmark.json").read_text())
+    assert meta["splits"] == PRESETS["tiny"].counts and set(meta["splits"]) == set(SPLITS)
+    assert len(rows) == meta["clips"] == sum(PRESETS["tiny"].counts.values())
+    for r in rows:
+        assert r["video"].startswith(r["split"] + "/")
+        assert len(r["distortions"].split(";")) == len(r["severities"].split(";")) in (1, 2, 3)
+        assert 0.0 <= float(r["q"]) <= 1.0
+        assert float(r["scale_lo"]) <= float(r["mos"]) <= float(r["scale_hi"])
+
+
+def test_clips_are_decodable_mp4_with_expected_shape(bench: Path, rows: list[dict]) -> None:
+    preset = PRESETS["tiny"]
+    for r in rows:
+        frames = _frames(bench.parent / r["video"])
+        size = preset.alt_size if SPLITS[r["split"]].alt_resolution else preset.size
+        assert frames.shape == (preset.frames, *size, 3), r["video"]
+        assert frames.std() > 1.0  # real content, not a blank clip
+
+
+def test_same_seed_is_identical_and_regeneration_is_skipped(bench: Path, rows: list[dict],
+                                                             tmp_path: Path) -> None:
+    other = generate_benchmark(tmp_path, seed=3, size="tiny", workers=1, progress=False)
+    assert other.read_bytes() == bench.read_bytes()
+    video = rows[5]["video"]
+    np.testing.assert_array_equal(_frames(other.parent / video), _frames(bench.parent / video))
+    stamp = other.stat().st_mtime_ns
+    assert generate_benchmark(tmp_path, seed=3, size="tiny", progress=False) == other
+    assert other.stat().st_mtime_ns == stamp  # complete benchmark reused, not regenerated
+
+
+def test_different_seeds_differ(tmp_path: Path) -> None:
+    row_a = make_clip(tmp_path / "a", seed=0, index=0, split="train", size="tiny")
+    row_b = make_clip(tmp_path / "b", seed=1, index=0, split="train", size="tiny")
+    frames_a = _frames(tmp_path / "a" / row_a["video"])
+    frames_b = _frames(tmp_path / "b" / row_b["video"])
+    assert not np.array_equal(frames_a, frames_b)
+    assert row_a["mos"] != row_b["mos"]
+
+
+def test_mos_monotone_in_q_within_source(rows: list[dict]) -> None:
+    by_source: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], []).append((float(r["q"]), float(r["mos"])))
+    checked = 0
+    for source, pts in by_source.items():
+        if len(pts) >= 6:  # fewer points: one noise swap already drops rho below 0.9
+            q, mos = np.array(pts).T
+            assert spearmanr(q, mos).statistic > 0.9, source
+            checked += 1
+        q, mos = np.array(pts).T
+        dq, dmos = q[:, None] - q[None, :], mos[:, None] - mos[None, :]
+        assert not np.any((dq > 0.15) & (dmos < 0)), source  # clear q gaps are never inverted
+    assert checked >= 3
+    rng = np.random.default_rng(0)
+    q = rng.uniform(0, 1, 200)
+    for source in SOURCES.values():  # the rating model itself, on many clips
+        mos = [source.rate(v, rng) for v in q]
+        assert spearmanr(q, mos).statistic > 0.9, source.name
+
+
+def test_sources_calibrate_differently() -> None:
+    grid = np.linspace(0, 1, 11)
+    curves = {name: (s.used[0] + (s.used[1] - s.used[0]) * s.curve_value(grid)) for name, s in SOURCES.items()}
+    names = list(curves)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.abs(curves[a] - curves[b]).max() > 0.1, (a, b)
+
+
+def test_heavier_compression_bigger_cost_smaller_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = np.clip(np.cumsum(rng.integers(-20, 21, (8, 64, 64, 3)), axis=2) + 128, 0, 255).astype(np.uint8)
+    encode_mp4(frames, tmp_path / "light.mp4", crf=20)
+    encode_mp4(frames, tmp_path / "heavy.mp4", crf=45)
+    assert (tmp_path / "light.mp4").stat().st_size > 2 * (tmp_path / "heavy.mp4").stat().st_size
+    qs = [latent_quality({"compression": s}, texture=0.5, motion=0.5) for s in (0.1, 0.5, 0.9)]
+    assert qs[0] > qs[1] > qs[2]
+
+
+def test_ood_splits_hold_unseen_factors(rows: list[dict]) -> None:
+    train = [r for r in rows if r["split"] in ("train", "test")]
+    train_content = {r["content"] for r in train}
+    train_distortions = {d for r in train for d in r["distortions"].split(";")}
+    assert {r["content"] for r in rows if r["split"] == "ood_content"} <= set(HELD_OUT_FAMILIES)
+    assert not train_content & set(HELD_OUT_FAMILIES)
+    assert not train_distortions & set(HELD_OUT_DISTORTIONS)
+    for r in rows:
+        if r["split"] == "ood_distortion":
+            assert set(r["distortions"].split(";")) & set(HELD_OUT_DISTORTIONS), r["video"]
+    assert {r["source"] for r in train} <= set(TRAIN_SOURCES)
+    assert {r["source"] for r in rows if r["split"] == "ood_calibration"} <= set(HELD_OUT_SOURCES)
+
+
+INFO_A = {"content": "scene", "distortions": ["noise", "compression"], "severities": [0.2, 0.8]}
+INFO_B = {"content": "ripples", "distortions": ["blur", "stutter", "flicker"], "severities": [0.5, 0.9, 0.1]}
+
+
+@pytest.mark.parametrize("margin", [1.5, 0.8, 0.3, 0.1, -0.05, -0.4, -0.9, -2.5])
+def test_rationale_is_truthful(margin: float) -> None:
+    for seed in range(5):
+        text = make_rationale(INFO_A, INFO_B, margin, np.random.default_rng(seed))
+        assert 25 <= len(text.split()) <= 60, text
+        evidence_a, evidence_b = text.split("Video B")[0], text.split("Video B")[1]
+        for d in INFO_A["distortions"]:
+            assert DISTORTION_KEYWORDS[d] in evidence_a
+        for d in INFO_B["distortions"]:
+            assert DISTORTION_KEYWORDS[d] in evidence_b
+        assert "<think>" not in text
+        if abs(margin) < 0.2:
+            assert "about the same" in text
+        else:
+            better = "A" if margin > 0 else "B"
+            assert f"Video {better} is" in text or f"Video {better} looks" in text or \
+                f"favours Video {better}" in text, text
+            assert "about the same" not in text
+
+
+def test_rationale_for_table_reads_extra_columns() -> None:
+    # pandas parses single-valued cells as float: both forms must work
+    table = SimpleNamespace(benchmark="synthetic", extra={
+        "content": ["shapes", "zoom_noise"], "distortions": ["downscale;color", "noise"],
+        "severities": ["0.700;0.100", 0.25]})
+    text = rationale_for_table(table, 0, 1, margin=-0.9)
+    assert "resolution" in text and "colour" in text and "noise" in text
+    assert "Video B is clearly better" in text or "favours Video B" in text or "Video B looks" in text
+    assert text == rationale_for_table(table, 0, 1, margin=-0.9)  # deterministic per pair
+    with pytest.raises(KeyError, match="content"):
+        rationale_for_table(SimpleNamespace(benchmark="x", extra={}), 0, 1, 0.5)
+
+
+def test_bad_size_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tiny"):
+        generate_benchmark(tmp_path, size="huge")

@@ -152,6 +152,8 @@ def make_clip(out_dir: str | Path, seed: int, index: int, split: str, size: str)
     Returns:
         The clip's labels row (keys ``LABEL_COLUMNS``).
     """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; allowed: {list(SPLITS)}")
     preset, spec = _preset(size), SPLITS[split]
     rng = np.random.default_rng([seed, index])
     family = str(rng.choice(spec.families))

@@ -1,0 +1,171 @@
+"""Per-video cache of the frozen encoders' outputs (DESIGN.md: a video is encoded once per leaderboard).
+
+Both encoders are deterministic functions of the clip, so their outputs are keyed by
+``Clip.key`` (content hash + sampling settings) plus an encoder tag (which weights):
+
+* **vision** -- Qwen3-VL's vision tower run by ``get_video_features`` on one video: the merged
+  tokens (``pooler_output``, ``(n, d)``), every DeepStack level's tokens (``(n, d)`` each) and the
+  ``video_grid_thw`` the prompt's placeholders are built from. The module feeds cached features
+  back into HF's forward/generate through the ``mm_encoder_outputs={"video": ...}`` argument that
+  Qwen3-VL accepts in place of ``pixel_values_videos`` (one entry per video, in prompt order);
+  DeepStack levels travel in the same object, so nothing of the tower is recomputed.
+* **motion** -- SlowFast fast-pathway tokens ``(T', C)`` *before* the trainable projector.
+
+``FrozenEncoders`` counts videos actually encoded (``calls["vision"]``, ``calls["motion"]``);
+with a non-frozen vision tower the vision cache is bypassed (features carry gradients).
+Entries live in a memory LRU on the CPU and optionally in ``disk_dir`` (one ``.pt`` per entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class VisionFeatures:
+    """One video's vision-tower output."""
+
+    grid_thw: torch.Tensor  # (3,) long: temporal groups, patch rows, patch cols
+    embeds: torch.Tensor  # (n, d) merged tokens
+    deepstack: list[torch.Tensor]  # per DeepStack level, (n, d)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> VisionFeatures:
+        """Copy to ``device`` (and ``dtype`` for the float tensors)."""
+        return VisionFeatures(
+            self.grid_thw.to(device),
+            self.embeds.to(device, dtype),
+            [d.to(device, dtype) for d in self.deepstack],
+        )
+
+
+class EncoderCache:
+    """LRU memory cache with an optional disk tier.
+
+    Args:
+        max_items: entries kept in memory (oldest use evicted first).
+        disk_dir: directory for ``.pt`` files; ``None`` keeps the cache in memory only.
+    """
+
+    def __init__(self, max_items: int = 4096, disk_dir: str | None = None):
+        self.max_items = max_items
+        self.disk_dir = Path(disk_dir).expanduser() if disk_dir else None
+        self.memory: OrderedDict[str, Any] = OrderedDict()
+        self.hits = 0
+
+    def _file(self, key: str) -> Path:
+        assert self.disk_dir is not None
+        return self.disk_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
+
+    def get(self, key: str) -> Any | None:
+        """The entry under ``key`` (memory, then disk) or ``None``."""
+        if key in self.memory:
+            self.memory.move_to_end(key)
+            self.hits += 1
+            return self.memory[key]
+        if self.disk_dir is not None and self._file(key).is_file():
+            value = torch.load(self._file(key), map_location="cpu", weights_only=False)
+            self._remember(key, value)
+            self.hits += 1
+            return value
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        """Store ``value`` (CPU tensors) in memory and, when configured, on disk."""
+        self._remember(key, value)
+        if self.disk_dir is not None:
+            self.disk_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(value, self._file(key))
+
+    def _remember(self, key: str, value: Any) -> None:
+        self.memory[key] = value
+        self.memory.move_to_end(key)
+        while len(self.memory) > self.max_items:
+            self.memory.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop the memory tier (the disk tier stays)."""
+        self.memory.clear()
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+
+class FrozenEncoders:
+    """Vision tower + SlowFast behind the cache, batched over the uncached clips of a call.
+
+    Args:
+        model: ``Qwen3VLForConditionalGeneration`` (unwrapped).
+        video_processor: the processor's ``Qwen3VLVideoProcessor``.
+        motion_encoder: the frozen :class:`~lightning_modules.motion.SlowFastMotionEncoder`.
+        cache: where entries live; ``None`` disables caching entirely.
+        tag: identifies the encoder weights (part of every key).
+        cache_vision: ``False`` when the vision tower trains (features must carry gradients).
+    """
+
+    def __init__(self, model: Any, video_processor: Any, motion_encoder: torch.nn.Module,
+                 cache: EncoderCache | None, tag: str, cache_vision: bool = True):
+        self.model = model
+        self.video_processor = video_processor
+        self.motion_encoder = motion_encoder
+        self.cache = cache
+        self.tag = tag
+        self.cache_vision = cache_vision
+        self.calls = {"vision": 0, "motion": 0}
+
+    def _cached(self, kind: str, clips: Sequence[Any], use_cache: bool,
+                compute: Callable[[list[Any]], list[Any]]) -> list[Any]:
+        """Look every clip up, encode the misses in one batch, store them, keep the order."""
+        keys = [f"{kind}:{self.tag}:{c.key}" for c in clips]
+        found = [self.cache.get(k) if (use_cache and self.cache) else None for k in keys]
+        todo = [i for i, f in enumerate(found) if f is None]
+        # one clip may appear twice in a batch: encode each distinct key once
+        first: dict[str, int] = {}
+        for i in todo:
+            first.setdefault(keys[i], i)
+        if first:
+            computed = compute([clips[i] for i in first.values()])
+            self.calls[kind] += len(first)
+            for key, value in zip(first, computed):
+                if use_cache and self.cache:
+                    self.cache.put(key, value)
+                for i in todo:
+                    if keys[i] == key:
+                        found[i] = value
+        return found
+
+    def vision(self, clips: Sequence[Any], device: torch.device, dtype: torch.dtype) -> list[VisionFeatures]:
+        """Vision-tower features of each clip's ``frames`` (in order), on ``device``."""
+        use = self.cache_vision
+        feats = self._cached("vision", clips, use, lambda cs: self._encode_vision(cs, device, use))
+        return [f.to(device, dtype) for f in feats]
+
+    def _encode_vision(self, clips: list[Any], device: torch.device, detach: bool) -> list[VisionFeatures]:
+        out = self.video_processor(videos=[c.frames for c in clips], return_tensors="pt", do_sample_frames=False)
+        pixels = out["pixel_values_videos"].to(device)  # (sum patches, C*t*p*p)
+        grids = out["video_grid_thw"].to(device)  # (V, 3)
+        with torch.set_grad_enabled(not detach and torch.is_grad_enabled()):
+            enc = self.model.model.get_video_features(pixels, grids, return_dict=True)
+        result = []
+        for v in range(len(clips)):
+            item = VisionFeatures(grids[v], enc.pooler_output[v], [lvl[v] for lvl in enc.deepstack_features])
+            if detach:  # cached entries live on the CPU, without autograd history
+                item = VisionFeatures(item.grid_thw.cpu(), item.embeds.detach().cpu(),
+                                      [d.detach().cpu() for d in item.deepstack])
+            result.append(item)
+        return result
+
+    def motion(self, clips: Sequence[Any], device: torch.device) -> torch.Tensor:
+        """SlowFast tokens ``(N, T', C)`` of each clip's ``motion`` window."""
+        feats = self._cached("motion", clips, True, lambda cs: self._encode_motion(cs, device))
+        return torch.stack(feats).to(device)
+
+    def _encode_motion(self, clips: list[Any], device: torch.device) -> list[torch.Tensor]:
+        motion = torch.stack([c.motion for c in clips]).to(device)  # (N, T', 3, H, W) uint8
+        return list(self.motion_encoder(motion).cpu())

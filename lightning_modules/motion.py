@@ -1,0 +1,186 @@
+"""Motion pathway (paper Sec. 3.3, Eq. 7): frozen SlowFast fast-pathway tokens -> projector g_theta.
+
+``SlowFastMotionEncoder`` runs a pytorchvideo SlowFast (``create_slowfast``) up to ``res5`` and
+keeps the **fast** pathway, mean-pooled over space: one feature per fast-pathway time step, so
+``T'`` motion frames give ``T'`` motion tokens (64 in the paper; the fast pathway has no temporal
+stride). Input is the clip's dense window ``(T', 3, H', W')`` uint8; Kinetics normalisation and the
+slow-pathway subsampling (every ``alpha``-th frame) happen inside the encoder.
+
+Weights (``variant="slowfast_r50"``): the Kinetics-400 ``SLOWFAST_8x8_R50.pyth`` checkpoint of the
+pytorchvideo model zoo. pytorchvideo's hub download is not used (offline clusters); fetch it once
+on a machine with internet::
+
+    wget https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth
+
+and point ``model.init_args.motion_weights`` (``VersusQModule(motion_weights=...)``) at the file.
+``variant="tiny"`` is the same architecture with 8x fewer channels and random (seeded) weights.
+
+Injection: ``MotionInjector`` registers a forward hook on the LLM's input-embedding layer that
+overwrites the rows at ``<|motion_pad|>`` positions with the projected motion tokens of the
+current batch (set with ``with injector.use(tokens):``). Why a hook rather than building
+``inputs_embeds`` ourselves: Qwen3-VL's ``forward``/``generate`` then run unmodified on
+``input_ids`` -- M-RoPE positions, vision-token scattering, DeepStack, KV cache, and
+``num_return_sequences`` expansion all stay HF's code. During cached decoding only new tokens are
+embedded; motion placeholders are never sampled, so the hook is a no-op there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MOTION_VARIANTS = ("slowfast_r50", "tiny")
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+
+def _build_slowfast(variant: str) -> nn.Module:
+    from pytorchvideo.models.slowfast import create_slowfast
+
+    if variant == "slowfast_r50":
+        return create_slowfast(model_num_class=400)  # the zoo's SLOWFAST_8x8_R50 layout
+    if variant == "tiny":
+        return create_slowfast(stem_dim_outs=(16, 2), head=None)
+    raise ValueError(f"motion_encoder={variant!r}; allowed: {list(MOTION_VARIANTS)}")
+
+
+def _load_slowfast_weights(model: nn.Module, path: str) -> None:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"SlowFast checkpoint not found: {file} (download SLOWFAST_8x8_R50.pyth, see "
+            "lightning_modules/motion.py, and set model.init_args.motion_weights)"
+        )
+    checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+    state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    trunk_missing = [k for k in missing if not k.startswith("blocks.6")]
+    if trunk_missing or unexpected:
+        raise ValueError(
+            f"{file}: not a SlowFast R50 state dict (missing {trunk_missing[:3]}…, "
+            f"unexpected {list(unexpected)[:3]}…)"
+        )
+
+
+class SlowFastMotionEncoder(nn.Module):
+    """Frozen SlowFast; ``(N, T', 3, H, W)`` uint8 -> ``(N, T', C_fast)`` fast-pathway tokens.
+
+    Args:
+        variant: ``"slowfast_r50"`` (C_fast = 256) or ``"tiny"`` (C_fast = 64).
+        weights: checkpoint path (required for ``slowfast_r50``; ignored by ``tiny``).
+        alpha: fast/slow frame-rate ratio (SlowFast's alpha, 4 for 8x8 R50).
+        seed: initialisation seed for ``tiny``.
+    """
+
+    def __init__(self, variant: str = "tiny", weights: str | None = None, alpha: int = 4, seed: int = 0):
+        super().__init__()
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        model = _build_slowfast(variant)
+        torch.random.set_rng_state(state)
+        if variant == "slowfast_r50":
+            if weights is None:
+                raise ValueError(
+                    "motion_encoder='slowfast_r50' needs motion_weights=<path to SLOWFAST_8x8_R50.pyth>"
+                )
+            _load_slowfast_weights(model, weights)
+        self.trunk = nn.ModuleList(list(model.blocks)[:5])  # stem + res2..res5 (fusion included)
+        self.alpha = alpha
+        self.out_dim = 256 if variant == "slowfast_r50" else 64
+        self.register_buffer("mean", torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> SlowFastMotionEncoder:
+        """Always stays in eval mode (frozen BatchNorm statistics)."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, motion: torch.Tensor) -> torch.Tensor:
+        """Encode dense clips.
+
+        Args:
+            motion: ``(N, T', 3, H, W)`` uint8, ``T' % alpha == 0``.
+
+        Returns:
+            ``(N, T', C_fast)`` float32 features, one per fast-pathway frame.
+        """
+        if motion.shape[1] % self.alpha:
+            raise ValueError(f"motion clip has {motion.shape[1]} frames, not a multiple of alpha={self.alpha}")
+        fast = motion.permute(0, 2, 1, 3, 4).float().div(255.0)  # (N, 3, T', H, W)
+        fast = (fast - self.mean) / self.std
+        x = [fast[:, :, :: self.alpha].contiguous(), fast]  # slow (N,3,T'/a,H,W), fast
+        for block in self.trunk:
+            x = block(x)
+        return x[1].mean(dim=(3, 4)).transpose(1, 2).float()  # (N, T', C_fast)
+
+
+class MotionProjector(nn.Module):
+    """g_theta: two-layer MLP from SlowFast features to the LLM embedding size (Eq. 7).
+
+    >>> MotionProjector(8, 16)(torch.zeros(2, 5, 8)).shape
+    torch.Size([2, 5, 16])
+    """
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., in_dim)`` -> ``(..., out_dim)``."""
+        return self.net(features)
+
+
+class MotionInjector:
+    """Replaces ``<|motion_pad|>`` embeddings with projected motion tokens (forward hook).
+
+    Args:
+        embedding: the LLM's input embedding layer.
+        motion_token_id: id of ``<|motion_pad|>``.
+    """
+
+    def __init__(self, embedding: nn.Module, motion_token_id: int):
+        self.motion_token_id = motion_token_id
+        self.tokens: torch.Tensor | None = None  # (B, M, d): per prompt row, in prompt order
+        self.handle = embedding.register_forward_hook(self._hook)
+
+    @contextmanager
+    def use(self, tokens: torch.Tensor) -> Iterator[None]:
+        """Inject ``tokens`` ``(B, M, d)`` into every forward inside the block.
+
+        Rows of a forward may be a multiple ``k * B`` of the prompts (``num_return_sequences``);
+        prompt ``b``'s tokens then go to rows ``b*k .. b*k+k-1`` (HF's ``repeat_interleave``).
+        """
+        previous, self.tokens = self.tokens, tokens
+        try:
+            yield
+        finally:
+            self.tokens = previous
+
+    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        input_ids = args[0]  # (R, L)
+        mask = input_ids == self.motion_token_id  # (R, L)
+        if not bool(mask.any()):
+            return output
+        if self.tokens is None:
+            raise RuntimeError("motion placeholders in the input but no motion tokens set (use MotionInjector.use)")
+        tokens = self.tokens
+        rows = input_ids.shape[0]
+        if rows % tokens.shape[0]:
+            raise ValueError(f"{rows} input rows cannot be expanded from {tokens.shape[0]} prompts' motion tokens")
+        tokens = tokens.repeat_interleave(rows // tokens.shape[0], dim=0)  # (R, M, d)
+        counts = mask.sum(1)
+        if bool((counts != tokens.shape[1]).any()):
+            raise ValueError(f"rows hold {counts.tolist()} motion placeholders, expected {tokens.shape[1]} each")
+        out = output.clone()
+        out[mask] = tokens.reshape(-1, tokens.shape[-1]).to(out.dtype)
+        return out
+
+    def remove(self) -> None:
+        """Detach the hook."""
+        self.handle.remove()

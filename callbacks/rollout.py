@@ -51,6 +51,7 @@ class Rollouts:
     prompt_index: torch.Tensor  # (N,) long, row of the prompt in the batch
     group_size: int
     tokens_per_s: float  # sampled tokens / generation wall-clock seconds
+    engine_logprobs: torch.Tensor | None = None  # (N, T) the engine's own log-probs (vLLM)
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]

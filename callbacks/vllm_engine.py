@@ -11,12 +11,13 @@ motion features already scattered in, ``pl_module.prompt_embeds(inputs)``), and 
 custom vLLM model class and the motion projector / vision tower never have to be copied into
 the engine; vLLM only hosts the language model whose weights we push.
 
-Limits of this route (why the MC-GRPO step recomputes old log-probs with the training model):
+Limits of this route (why the old-policy log-probs are recomputed with the training model after
+sampling; vLLM's own are kept in ``Rollouts.engine_logprobs`` to monitor the gap):
 * vLLM numbers prompt-embedding positions 1-D, whereas Qwen3-VL gives vision tokens 3-D M-RoPE
   positions and adds DeepStack visual features inside early decoder layers. The engine therefore
   samples from a close approximation of the training policy, not the policy itself -- an
-  off-policy gap of the kind every vLLM/trainer pair has; the importance ratios and KL use log-
-  probs recomputed by the training model, so the loss stays exact for the sampled tokens.
+  off-policy gap of the kind every vLLM/trainer pair has; the importance ratios and KL use
+  log-probs recomputed by the training model, so the loss stays exact for the sampled tokens.
 * vLLM must support prompt embeddings for the hosted architecture (V1 engine, vLLM >= 0.11).
   ``llm_kwargs`` is passed through (e.g. ``hf_overrides`` / ``model_impl``) to pick the text
   architecture, and ``weight_name_map`` rewrites training parameter-name prefixes at push time.
@@ -286,13 +287,16 @@ class VLLMRollout:
         if self.sleep_mode:
             llm.sleep(level=1)
         pad = pl_module.tokenizer.pad_token_id
-        rollouts = parse_vllm_outputs(outputs, num_generations, pad, elapsed)
+        r = parse_vllm_outputs(outputs, num_generations, pad, elapsed)
         device = pl_module.device
-        rollouts.response_ids = rollouts.response_ids.to(device)
-        rollouts.response_mask = rollouts.response_mask.to(device)
-        rollouts.old_logprobs = rollouts.old_logprobs.to(device)
-        rollouts.prompt_index = rollouts.prompt_index.to(device)
-        return rollouts
+        r.response_ids, r.response_mask = r.response_ids.to(device), r.response_mask.to(device)
+        r.prompt_index = r.prompt_index.to(device)
+        # old-policy log-probs from the training model itself (exact, see module docstring);
+        # the engine's are kept to monitor the engine/trainer gap
+        r.engine_logprobs = r.old_logprobs.to(device)
+        logp = pl_module.response_logprobs(inputs, r.response_ids, r.response_mask)
+        r.old_logprobs = (logp.float() * r.response_mask).detach()
+        return r
 
     def close(self) -> None:
         """Drop the engine (frees its GPU memory once garbage-collected)."""

@@ -322,3 +322,41 @@ def load_backbone(
     if lora:
         model = apply_lora(model, lora)
     return Backbone(model=model, processor=processor, source=name, token_ids=token_ids)
+
+
+def end_lengths(ids: torch.Tensor, end_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens up to and including the first end token per row, and whether one was found.
+
+    >>> end_lengths(torch.tensor([[4, 9, 0], [4, 4, 4]]), [9])
+    (tensor([2, 3]), tensor([ True, False]))
+    """
+    is_end = torch.isin(ids, torch.tensor(end_ids, dtype=ids.dtype, device=ids.device))  # (N, T)
+    found = is_end.any(1)
+    lengths = torch.where(found, is_end.int().argmax(1) + 1, torch.full_like(found, ids.shape[1], dtype=torch.long))
+    return lengths.long(), found
+
+
+def parse_response(text: str, readout: str = "head") -> tuple[str, bool, float]:
+    """Split a generated response into (rationale, valid format, number).
+
+    ``head`` readout is valid when the text ends in ``<answer>`` after a closed think block;
+    ``ntp`` readout needs ``<answer>{number}</answer>``. ``number`` is NaN unless parsed.
+
+    >>> parse_response("<think>A is sharp.</think><answer>")
+    ('A is sharp.', True, nan)
+    >>> parse_response("<think>x</think><answer>-0.40</answer>", "ntp")
+    ('x', True, -0.4)
+    >>> parse_response("<think>never closed")
+    ('never closed', False, nan)
+    """
+    body = text.split(THINK, 1)[-1]
+    rationale, closed, rest = body.partition(THINK_END)
+    rationale = rationale.strip()
+    if readout == "head":
+        return rationale, bool(closed) and rest.strip().startswith(ANSWER), float("nan")
+    answer = rest.partition(ANSWER)[2].partition(ANSWER_END)
+    try:
+        number = float(answer[0].strip())
+    except ValueError:
+        return rationale, False, float("nan")
+    return rationale, bool(closed and answer[1]), number

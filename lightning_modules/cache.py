@@ -123,7 +123,7 @@ class FrozenEncoders:
                 compute: Callable[[list[Any]], list[Any]]) -> list[Any]:
         """Look every clip up, encode the misses in one batch, store them, keep the order."""
         keys = [f"{kind}:{self.tag}:{c.key}" for c in clips]
-        found = [self.cache.get(k) if (use_cache and self.cache) else None for k in keys]
+        found = [self.cache.get(k) if (use_cache and self.cache is not None) else None for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         # one clip may appear twice in a batch: encode each distinct key once
         first: dict[str, int] = {}
@@ -133,7 +133,7 @@ class FrozenEncoders:
             computed = compute([clips[i] for i in first.values()])
             self.calls[kind] += len(first)
             for key, value in zip(first, computed):
-                if use_cache and self.cache:
+                if use_cache and self.cache is not None:
                     self.cache.put(key, value)
                 for i in todo:
                     if keys[i] == key:
@@ -169,3 +169,82 @@ class FrozenEncoders:
     def _encode_motion(self, clips: list[Any], device: torch.device) -> list[torch.Tensor]:
         motion = torch.stack([c.motion for c in clips]).to(device)  # (N, T', 3, H, W) uint8
         return list(self.motion_encoder(motion).cpu())
+
+
+# ---------------------------------------------------------------------- feeding cached features
+@dataclass
+class PromptInputs:
+    """``B`` tokenized prompts and their videos' frozen-encoder outputs (built by the module).
+
+    Attributes:
+        prompt_ids: per prompt, ``(L_b,)`` token ids (placeholders already expanded).
+        vision: per video, in prompt order (``videos_per_prompt`` per prompt).
+        motion: ``(B, videos_per_prompt * T', C)`` SlowFast tokens (before the projector).
+        videos_per_prompt: 2 for pairs, 1 for the pointwise prompt.
+    """
+
+    prompt_ids: list[torch.Tensor]
+    vision: list[VisionFeatures]
+    motion: torch.Tensor
+    videos_per_prompt: int
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+
+def expand_inputs(inputs: PromptInputs, k: int) -> PromptInputs:
+    """Repeat every prompt ``k`` times, prompt-major (rows ``b*k .. b*k+k-1`` are prompt ``b``)."""
+    if k == 1:
+        return inputs
+    v = inputs.videos_per_prompt
+    return PromptInputs(
+        [p for p in inputs.prompt_ids for _ in range(k)],
+        [f for b in range(len(inputs)) for _ in range(k) for f in inputs.vision[b * v:(b + 1) * v]],
+        inputs.motion.repeat_interleave(k, dim=0),
+        v,
+    )
+
+
+def left_pad(seqs: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack 1-D id tensors, padding on the left; returns ``(ids, attention_mask)``, both ``(N, W)``.
+
+    >>> ids, mask = left_pad([torch.tensor([1, 2]), torch.tensor([3])], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[1, 2], [0, 3]], [[1, 1], [0, 1]])
+    """
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if len(s):
+            ids[row, width - len(s):] = s
+            mask[row, width - len(s):] = 1
+    return ids, mask
+
+
+def assemble(seqs: Sequence[torch.Tensor], vision: Sequence[VisionFeatures], image_token_id: int,
+             video_token_id: int, pad_id: int) -> dict[str, Any]:
+    """Qwen3-VL forward/generate kwargs for token rows whose videos' features are ``vision``.
+
+    ``mm_encoder_outputs["video"]`` replaces ``pixel_values_videos``: its ``pooler_output`` is a
+    tuple of per-video tokens and ``deepstack_features`` one such tuple per DeepStack level,
+    exactly what ``Qwen3VLModel.get_video_features`` returns.
+    """
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+    ids, mask = left_pad(seqs, pad_id)
+    types = torch.zeros_like(ids, dtype=torch.int)
+    types[ids == image_token_id] = 1
+    types[ids == video_token_id] = 2
+    levels = len(vision[0].deepstack) if vision else 0
+    video = BaseModelOutputWithDeepstackFeatures(
+        pooler_output=tuple(f.embeds for f in vision),
+        deepstack_features=[tuple(f.deepstack[i] for f in vision) for i in range(levels)],
+    )
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "mm_token_type_ids": types,
+        "video_grid_thw": torch.stack([f.grid_thw for f in vision]),
+        "mm_encoder_outputs": {"video": video},
+    }

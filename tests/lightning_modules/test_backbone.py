@@ -1,0 +1,89 @@
+"""load_backbone: tiny Qwen3-VL loads offline, VersusQ tokens, template, freezing, error messages."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from lightning_modules import backbone as bb
+
+
+@pytest.fixture(scope="module")
+def tiny() -> bb.Backbone:
+    return bb.load_backbone("tiny", dtype="float32")
+
+
+def test_tiny_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    parts = bb.load_backbone("tiny", dtype="float32")
+    assert type(parts.base_model).__name__ == "Qwen3VLForConditionalGeneration"
+    assert type(parts.processor).__name__ == "Qwen3VLProcessor"
+    assert type(parts.processor.video_processor).__name__ == "Qwen3VLVideoProcessor"
+    assert sum(p.numel() for p in parts.model.parameters()) < 5_000_000
+
+
+def test_tiny_is_deterministic(tiny: bb.Backbone) -> None:
+    again = bb.load_backbone("tiny", dtype="float32")
+    assert again.tokenizer.get_vocab() == tiny.tokenizer.get_vocab()
+    for (name, a), (_, b) in zip(tiny.model.named_parameters(), again.model.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_versusq_tokens_are_single_ids(tiny: bb.Backbone) -> None:
+    tok = tiny.tokenizer
+    for text in bb.VERSUSQ_TOKENS:
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert ids == [tiny.token_ids[text]], text
+    assert tiny.base_model.get_input_embeddings().weight.shape[0] >= len(tok)
+    assert {tiny.token_ids[bb.REG], tiny.token_ids[bb.MOTION_PAD]} <= set(tiny.never_generate)
+
+
+def test_response_template_token_by_token(tiny: bb.Backbone) -> None:
+    tok = tiny.tokenizer
+    ids = tok(bb.response_text("Video A is sharper."), add_special_tokens=False).input_ids
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tokens[0] == bb.THINK and tokens[-3:] == [bb.THINK_END, bb.ANSWER, bb.REG]
+    assert tok.decode(ids[1:-3]) == "Video A is sharper."
+
+
+def test_vision_frozen_llm_trainable(tiny: bb.Backbone) -> None:
+    model = tiny.base_model
+    assert not any(p.requires_grad for p in model.model.visual.parameters())
+    assert all(p.requires_grad for p in model.model.language_model.parameters())
+
+
+def test_bad_options_raise() -> None:
+    with pytest.raises(ValueError, match="allowed"):
+        bb.load_backbone("tiny", dtype="float64")
+    with pytest.raises(ValueError, match="allowed"):
+        bb.load_backbone("tiny", attn_implementation="magic")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn installed")
+def test_flash_attention_missing_names_install() -> None:
+    with pytest.raises(ImportError, match="pip install flash-attn"):
+        bb.load_backbone("tiny", attn_implementation="flash_attention_2")
+
+
+def test_lora_wraps_language_model() -> None:
+    parts = bb.load_backbone("tiny", dtype="float32", lora={"rank": 4, "alpha": 8})
+    trainable = [n for n, p in parts.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all("language_model" in n for n in trainable)
+    with pytest.raises(ValueError, match="allowed"):
+        bb.load_backbone("tiny", lora={"r": 4})
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_real_qwen3_vl_4b_loads() -> None:
+    """Needs the Qwen3-VL-4B-Instruct weights (hub cache or HF access) and a CUDA GPU."""
+    parts = bb.load_backbone(bb.DEFAULT_HUB_ID, dtype="bfloat16", attn_implementation="sdpa")
+    model = parts.base_model.cuda()
+    assert parts.token_ids[bb.REG] < model.get_input_embeddings().weight.shape[0]
+    ids = parts.tokenizer(bb.pair_prompt("[A]", "[B]"), return_tensors="pt").input_ids.cuda()
+    with torch.no_grad():
+        out = model(input_ids=ids)
+    assert torch.isfinite(out.logits.float()).all()

@@ -76,7 +76,7 @@ def train(model: VersusQModule, df: pd.DataFrame, clips: list[Any], steps: int, 
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(out["loss"].item())
     elapsed = time.perf_counter() - start
     with torch.no_grad():
         held = model.sft_loss(pair_batch(df, clips, random_pairs(test_rows, 32, np.random.default_rng(1))))

@@ -22,7 +22,13 @@ import torch
 from lightning.pytorch import LightningModule
 
 from lightning_modules import backbone as bb
-from lightning_modules.cache import EncoderCache, FrozenEncoders, PromptInputs, assemble, expand_inputs
+from lightning_modules.cache import (
+    EncoderCache,
+    FrozenEncoders,
+    PromptInputs,
+    assemble,
+    expand_inputs,
+)
 from lightning_modules.heads import MarginHead
 from lightning_modules.motion import MotionInjector, MotionProjector, SlowFastMotionEncoder
 

@@ -20,9 +20,9 @@ def test_exact_recovery_noiseless() -> None:
     s = rng.normal(size=200)
     s -= s.mean()
     p = _graph(200, 600)
-    res = lsq_solve(p, s[p[:, 0]] - s[p[:, 1]], 200)
-    np.testing.assert_allclose(res.scores, s, atol=1e-6)
-    assert res.num_components == 1 and res.converged and res.residual <= 1e-6
+    res = lsq_solve(p, s[p[:, 0]] - s[p[:, 1]], 200, tol=1e-11)
+    np.testing.assert_allclose(res.scores, s, atol=1e-8)
+    assert res.num_components == 1 and res.converged and res.residual <= 1e-11
 
 
 def test_gauge_and_shift_invariance() -> None:
@@ -31,10 +31,10 @@ def test_gauge_and_shift_invariance() -> None:
     m = rng.normal(size=len(p))
     s = lsq_scores(p, m, 50)
     assert abs(s.mean()) < 1e-12
-    s_shift = lsq_scores(p, m + 0.0, 50)  # the margins define s only up to a shift
-    np.testing.assert_allclose(s, s_shift)
+    s_perm = lsq_scores(p[::-1], m[::-1], 50)  # edge order does not matter
+    np.testing.assert_allclose(s, s_perm, atol=1e-4)
     flipped = lsq_scores(p[:, ::-1], -m, 50)  # reversing an edge and its margin changes nothing
-    np.testing.assert_allclose(s, flipped, atol=1e-8)
+    np.testing.assert_allclose(s, flipped, atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -50,7 +50,8 @@ def test_parity_with_dense_lstsq(seed: int) -> None:
     for weights in (None, w):
         sw = np.ones(len(p)) if weights is None else np.sqrt(weights)
         ref = scipy.linalg.lstsq(a * sw[:, None], m * sw)[0]
-        np.testing.assert_allclose(lsq_scores(p, m, n, weights), ref - ref.mean(), atol=1e-6)
+        np.testing.assert_allclose(lsq_scores(p, m, n, weights, tol=1e-11), ref - ref.mean(),
+                                   atol=1e-8)
 
 
 def test_weights_pull_towards_trusted_edge() -> None:

@@ -29,7 +29,9 @@ from lightning_modules.cache import (
     assemble,
     expand_inputs,
 )
+from lightning_modules import objectives
 from lightning_modules.heads import MarginHead
+from lightning_modules.mcgrpo import MCGRPOMixin
 from lightning_modules.motion import MotionInjector, MotionProjector, SlowFastMotionEncoder
 
 PHASES = ("sft", "mcgrpo")
@@ -42,7 +44,7 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r}; allowed: {list(allowed)}")
 
 
-class VersusQModule(LightningModule):
+class VersusQModule(MCGRPOMixin, LightningModule):
     """Motion-aware Qwen3-VL + margin head, trained by SFT (here) and MC-GRPO (``phase="mcgrpo"``).
 
     Args:
@@ -68,6 +70,8 @@ class VersusQModule(LightningModule):
         cache_size, cache_dir: frozen-encoder cache (memory entries, optional disk directory).
         num_generations, alpha_reward, format_weight, beta_kl, clip_eps, lambda_aux,
             freeze_head_in_grpo, lr_grpo: MC-GRPO hyper-parameters (paper Sec. 4.1, App. B).
+        ppo_epochs: K policy updates per rollout batch (1: automatic optimisation; K > 1:
+            manual, so ``trainer.accumulate_grad_batches`` must be 1).
     """
 
     def __init__(
@@ -106,12 +110,16 @@ class VersusQModule(LightningModule):
         lambda_aux: float = 0.5,
         freeze_head_in_grpo: bool = False,
         lr_grpo: float = 1e-6,
+        ppo_epochs: int = 1,
     ) -> None:
         super().__init__()
         for name, value, allowed in (("phase", phase, PHASES), ("target", target, TARGETS),
                                      ("readout", readout, READOUTS)):
             _check(name, value, allowed)
+        if ppo_epochs < 1:
+            raise ValueError(f"ppo_epochs={ppo_epochs}; must be >= 1")
         self.save_hyperparameters()
+        self.automatic_optimization = not (phase == "mcgrpo" and ppo_epochs > 1)
         self._build(bb.load_backbone(backbone, lora, attn_implementation, dtype, freeze_vision, seed))
         self.parse_failures = 0
         if init_from:
@@ -376,7 +384,34 @@ class VersusQModule(LightningModule):
         return self._mcgrpo_step(batch, batch_idx)
 
     def _mcgrpo_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        raise NotImplementedError("phase='mcgrpo': the MC-GRPO step is added by lightning_modules/objectives.py's owner")
+        """generate -> reward -> advantages -> K policy updates with aux regression -> log (Eq. 11-14).
+
+        Rewards use the rollout policy's margins (the first update's forward, detached); ratios
+        use the rollout's old log-probs (recomputed by this model, see ``RolloutCallback``);
+        pi_ref is the SFT initialisation (``lightning_modules/mcgrpo.py``). ``ppo_epochs == 1``:
+        Lightning optimises the returned loss; ``K > 1``: K manual updates on this rollout batch.
+        """
+        hp = self.hparams
+        g = hp.num_generations
+        rollouts = self._rollout_engine().generate(self, batch, g)  # 1. generate (no grad)
+        inputs = self.build_prompt_inputs(batch)  # encoder outputs come from the cache
+        target = batch.margin.float().to(self.device).repeat_interleave(g)  # (N,)
+        ref = self._reference_logprobs(inputs, rollouts) if hp.beta_kl else None  # (N, T)
+        logp, margin = self._policy_forward(inputs, rollouts)  # (N, T), (N,), with grad
+        rewards = objectives.total_reward(margin, target, rollouts.texts, hp.alpha_reward,
+                                          format_weight=hp.format_weight)  # 2. reward (N,)
+        advantages = objectives.group_advantages(rewards, g)  # 3. advantages (N,)
+        for k in range(hp.ppo_epochs):  # 4. K policy updates, each with the aux regression
+            if k:
+                logp, margin = self._policy_forward(inputs, rollouts)
+            terms = objectives.mcgrpo_loss(
+                logp, rollouts.old_logprobs, ref, advantages, rollouts.response_mask, margin,
+                target, hp.clip_eps, hp.beta_kl, hp.lambda_aux, aux=not hp.freeze_head_in_grpo)
+            self._manual_update(terms.loss)
+        self._log_mcgrpo(rewards, rollouts, terms, len(batch.clips_a))  # 5. log
+        if not self.automatic_optimization:
+            self.lr_schedulers().step()
+        return terms.loss
 
     def _targets(self, batch: Any) -> tuple[torch.Tensor, list[str]]:
         """Regression targets (margin m*, or MOS for the pointwise ablation) and rationales."""

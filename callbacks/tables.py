@@ -1,0 +1,205 @@
+"""Result rows (CSV) and markdown tables in the layout of the paper's Tables 1 and 2.
+
+A *result row* is one (benchmark, aggregator) outcome of one run::
+
+    {"stage": "test", "benchmark": "konvid", "group": "out_of_domain", "aggregator": "lsq",
+     "srcc": 0.87, "plcc": 0.88, "krcc": ..., "n_items": ..., "n_pairs": ..., "n_bad": ...}
+
+Tables put benchmarks in columns grouped In-domain | Out-of-domain, each group followed by its
+``Avg.`` column, with an SRCC panel above a PLCC panel (paper Table 1). Known benchmarks take the
+paper's column order and labels; others follow in the order they appear.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+IN_DOMAIN, OUT_OF_DOMAIN = "in_domain", "out_of_domain"
+METRICS = ("srcc", "plcc")
+CSV_COLUMNS = ("stage", "benchmark", "group", "aggregator", "srcc", "plcc", "krcc",
+               "plcc_logistic", "n_items", "n_scored", "n_pairs", "n_bad", "antisymmetry",
+               "checkpoint_id")
+# normalised benchmark key -> (label, group); the paper's column order
+PAPER_COLUMNS: dict[str, tuple[str, str]] = {
+    "lsvqtest": ("LSVQ-Test", IN_DOMAIN), "lsvq1080p": ("LSVQ-1080p", IN_DOMAIN),
+    "konvid1k": ("KoNViD", OUT_OF_DOMAIN), "livevqc": ("LIVE-VQC", OUT_OF_DOMAIN),
+    "liveytgaming": ("YT-Gaming", OUT_OF_DOMAIN), "waterlooivc4k": ("W-IVC-4K", OUT_OF_DOMAIN),
+    "vdpve": ("VDPVE", OUT_OF_DOMAIN),
+}
+ALIASES = {"konvid": "konvid1k", "ytgaming": "liveytgaming", "wivc4k": "waterlooivc4k",
+           "lsvq": "lsvqtest", "lsvqtest1080p": "lsvq1080p", "vqc": "livevqc"}
+AGGREGATOR_LABELS = {"winrate": "Win-rate Ranking", "elo": "Elo Rating",
+                     "lsq": "Least-squares Recovery", "bt": "Bradley–Terry",
+                     "direct": "Pointwise Score"}
+Section = tuple[str | None, Sequence[tuple[str, Mapping[str, Mapping[str, float]]]]]
+
+
+def normalise(benchmark: str) -> str:
+    """Lower-case alphanumeric key with the paper aliases resolved.
+
+    >>> normalise("LSVQ-1080p"), normalise("KoNViD-1k"), normalise("yt_gaming")
+    ('lsvq1080p', 'konvid1k', 'liveytgaming')
+    """
+    key = re.sub(r"[^a-z0-9]", "", benchmark.lower())
+    return ALIASES.get(key, key)
+
+
+def display_name(benchmark: str) -> str:
+    """The paper's column label for a benchmark (the name itself when unknown).
+
+    >>> display_name("waterloo_ivc_4k"), display_name("synthetic")
+    ('W-IVC-4K', 'synthetic')
+    """
+    return PAPER_COLUMNS.get(normalise(benchmark), (benchmark, ""))[0]
+
+
+def group_of(group: str | None, benchmark: str = "") -> str:
+    """``in_domain`` or ``out_of_domain`` from a free-form group label (or the paper's split).
+
+    >>> group_of("OOD"), group_of("in-domain"), group_of(None, "vdpve")
+    ('out_of_domain', 'in_domain', 'out_of_domain')
+    """
+    if group:
+        g = group.lower()
+        return OUT_OF_DOMAIN if ("out" in g or "ood" in g) else IN_DOMAIN
+    return PAPER_COLUMNS.get(normalise(benchmark), ("", IN_DOMAIN))[1] or IN_DOMAIN
+
+
+def column_layout(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Benchmarks per group in column order: the paper's order first, then by appearance."""
+    paper = list(PAPER_COLUMNS)
+    seen: dict[str, str] = {}
+    for row in rows:
+        seen.setdefault(str(row["benchmark"]), group_of(row.get("group"), str(row["benchmark"])))
+
+    def rank(name: str) -> tuple[int, int]:
+        key = normalise(name)
+        return (paper.index(key), 0) if key in paper else (len(paper), list(seen).index(name))
+
+    return {g: sorted([b for b, gg in seen.items() if gg == g], key=rank)
+            for g in (IN_DOMAIN, OUT_OF_DOMAIN)}
+
+
+def metric_values(rows: Sequence[Mapping[str, Any]], aggregator: str
+                  ) -> dict[str, dict[str, float]]:
+    """``{benchmark: {"srcc": .., "plcc": ..}}`` for one aggregator."""
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.get("aggregator") == aggregator:
+            out[str(row["benchmark"])] = {m: _float(row.get(m)) for m in METRICS}
+    return out
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def group_average(values: Mapping[str, Mapping[str, float]], benchmarks: Sequence[str],
+                  metric: str) -> float:
+    """Mean of a metric over a group's benchmarks (NaN when any is missing, as the paper's N/A).
+
+    >>> group_average({"a": {"srcc": 0.8}, "b": {"srcc": 0.6}}, ["a", "b"], "srcc")
+    0.7
+    """
+    vals = [values.get(b, {}).get(metric, float("nan")) for b in benchmarks]
+    if not vals or not all(math.isfinite(v) for v in vals):
+        return float("nan")
+    return round(sum(vals) / len(vals), 10)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "N/A"
+
+
+def _cells(values: Mapping[str, Mapping[str, float]], layout: Mapping[str, list[str]],
+           metric: str) -> list[str]:
+    cells: list[str] = []
+    for group in (IN_DOMAIN, OUT_OF_DOMAIN):
+        cols = layout[group]
+        if not cols:
+            continue
+        cells += [_fmt(values.get(b, {}).get(metric, float("nan"))) for b in cols]
+        cells.append(_fmt(group_average(values, cols, metric)))
+    return cells
+
+
+def panel_table(sections: Sequence[Section], layout: Mapping[str, list[str]],
+                first_header: str = "Method") -> str:
+    """One markdown table: group header, benchmark header, SRCC panel, then PLCC panel.
+
+    Args:
+        sections: ``(title or None, [(row label, {benchmark: {"srcc", "plcc"}}), ...])``.
+        layout: :func:`column_layout` output.
+        first_header: label of the first column ("Method" in Table 1, "Variant" in Table 2).
+    """
+    groups = [(g, layout[g]) for g in (IN_DOMAIN, OUT_OF_DOMAIN) if layout[g]]
+    width = 1 + sum(len(cols) + 1 for _, cols in groups)
+    top = [first_header]
+    names = [""]
+    for group, cols in groups:
+        top += ["In-domain" if group == IN_DOMAIN else "Out-of-domain"] + [""] * len(cols)
+        names += [display_name(b) for b in cols] + ["Avg."]
+    lines = [_md_row(top), _md_row(["---"] * width), _md_row(names)]
+    for metric in METRICS:
+        lines.append(_md_row([f"**{metric.upper()}**"] + [""] * (width - 1)))
+        for title, rows in sections:
+            if title:
+                lines.append(_md_row([f"*{title}*"] + [""] * (width - 1)))
+            lines += [_md_row([label] + _cells(vals, layout, metric)) for label, vals in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def table1_markdown(rows: Sequence[Mapping[str, Any]], method: str = "VersusQ (ours)",
+                    aggregator: str = "lsq") -> str:
+    """Paper Table 1 layout for one run (its primary aggregator as the method row)."""
+    return panel_table([(None, [(method, metric_values(rows, aggregator))])], column_layout(rows))
+
+
+def recovery_section(rows: Sequence[Mapping[str, Any]]) -> Section:
+    """Table 2 "Score recovery from comparisons" rows (win-rate, Elo, LSQ, then Bradley–Terry)."""
+    present = {r.get("aggregator") for r in rows}
+    body = [(AGGREGATOR_LABELS[a], metric_values(rows, a))
+            for a in ("winrate", "elo", "lsq", "bt") if a in present]
+    return ("Score recovery from comparisons", body)
+
+
+def table2_recovery_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Paper Table 2 "Score recovery" panel for one run."""
+    return panel_table([recovery_section(rows)], column_layout(rows), first_header="Variant")
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Write result rows (``CSV_COLUMNS`` first, any extra keys after)."""
+    extra = sorted({k for r in rows for k in r} - set(CSV_COLUMNS))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, *extra], restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read result rows written by :func:`write_csv` (metrics as floats)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"benchmark", "aggregator", "srcc", "plcc"} <= set(rows[0]):
+        raise ValueError(f"{path}: not a results.csv (needs columns benchmark, aggregator, srcc, "
+                         f"plcc; found {sorted(rows[0])})")
+    for row in rows:
+        for metric in ("srcc", "plcc", "krcc", "plcc_logistic", "antisymmetry"):
+            if metric in row:
+                row[metric] = _float(row[metric])
+    return rows

@@ -33,8 +33,15 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 import ranking
 from callbacks import leaderboard as lb
 from callbacks import tables
-from callbacks.graph import GraphOracle, gather_objects, load_clips
-from callbacks.journal import Journal, JournalHeader, JournalState, items_digest
+from callbacks.journal import (
+    Journal,
+    JournalHeader,
+    JournalState,
+    JournaledOracle,
+    gather_objects,
+    items_digest,
+    load_clips,
+)
 
 STAGES = ("val", "test", "predict")
 SAMPLER_NAMES = tuple(ranking.SAMPLERS)
@@ -49,32 +56,30 @@ class BenchmarkOutcome:
     name: str
     group: str
     names: list[str]
-    mos: np.ndarray                      # (N,) float, NaN when unknown
-    pairs: np.ndarray                    # (E, 2) answered pairs (failed ones included)
-    margins: np.ndarray                  # (E,) margins used, NaN where the comparison failed
-    bad: dict[int, str]                  # item -> reason (decode failure, encode pass)
-    scores: dict[str, np.ndarray] = field(default_factory=dict)   # aggregator -> (N,)
-    valid: np.ndarray | None = None      # (N,) bool: scored items
-    degree: np.ndarray | None = None     # (N,) comparisons per item
+    mos: np.ndarray  # (N,) float, NaN when unknown
+    pairs: np.ndarray  # (E, 2) answered pairs (failed ones included)
+    margins: np.ndarray  # (E,) margins used, NaN where the comparison failed
+    bad: dict[int, str]  # item -> reason (decode failure, encode pass)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # aggregator -> (N,)
+    valid: np.ndarray | None = None  # (N,) bool: scored items
+    degree: np.ndarray | None = None  # (N,) comparisons per item
     antisymmetry: float = float("nan")
     rationales: list[tuple[str, str, float, str]] = field(default_factory=list)
 
 
-def recover_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-                   aggregators: Sequence[str] = AGGREGATOR_NAMES, draw_threshold: float = 0.2,
-                   exclude: Sequence[int] = ()) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Scores of every aggregator from the usable comparisons, on the items that have any.
+def compact_graph(
+    pairs: np.ndarray, margins: np.ndarray, num_items: int, exclude: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Usable comparisons re-indexed onto the items that have any.
 
-    Failed comparisons (NaN margins) and excluded items are left out; aggregation runs on the
-    compacted graph so that unscored items do not enter any scale.
+    Failed comparisons (NaN margins) and edges touching ``exclude`` are left out.
 
     Returns:
-        ``({aggregator: (N,) scores, NaN for unscored items}, valid (N,) bool)``.
+        ``(pairs (E', 2) in compact indices, margins (E',), valid (N,) bool)``.
 
-    >>> s, ok = recover_scores(np.array([[0, 1], [1, 2], [2, 3]]), np.array([1.0, np.nan, 1.0]),
-    ...                        4, ["lsq"])
-    >>> s["lsq"].round(3).tolist(), ok.tolist()
-    [[0.5, -0.5, 0.5, -0.5], [True, True, True, True]]
+    >>> p, m, ok = compact_graph(np.array([[0, 2], [2, 3]]), np.array([1.0, 0.5]), 4)
+    >>> p.tolist(), ok.tolist()
+    ([[0, 1], [1, 2]], [True, False, True, True])
     """
     p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     m = np.asarray(margins, dtype=np.float64).reshape(-1)
@@ -83,15 +88,44 @@ def recover_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
     valid = np.zeros(num_items, dtype=bool)
     valid[p.ravel()] = True
     index = np.cumsum(valid) - 1  # item -> compact index
-    funcs = {"lsq": lambda q, v, n: ranking.lsq_solve(q, v, n, warn=True).scores,
-             "elo": partial(ranking.elo_scores, draw_threshold=draw_threshold),
-             "winrate": partial(ranking.winrate_scores, draw_threshold=draw_threshold),
-             "bt": partial(ranking.bt_scores, draw_threshold=draw_threshold)}
+    return index[p], m, valid
+
+
+def aggregator_functions(draw_threshold: float = 0.2) -> dict[str, Any]:
+    """``name -> f(pairs, margins, n)`` for LSQ, Elo, win-rate and Bradley–Terry."""
+    return {
+        "lsq": lambda q, v, n: ranking.lsq_solve(q, v, n, warn=True).scores,
+        "elo": partial(ranking.elo_scores, draw_threshold=draw_threshold),
+        "winrate": partial(ranking.winrate_scores, draw_threshold=draw_threshold),
+        "bt": partial(ranking.bt_scores, draw_threshold=draw_threshold),
+    }
+
+
+def recover_scores(
+    pairs: np.ndarray,
+    margins: np.ndarray,
+    num_items: int,
+    aggregators: Sequence[str] = AGGREGATOR_NAMES,
+    draw_threshold: float = 0.2,
+    exclude: Sequence[int] = (),
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scores of every aggregator on the compacted graph (:func:`compact_graph`).
+
+    Returns:
+        ``({aggregator: (N,) scores, NaN for unscored items}, valid (N,) bool)``.
+
+    >>> s, ok = recover_scores(np.array([[0, 1], [1, 2], [2, 3]]), np.array([1.0, np.nan, 1.0]),
+    ...                        4, ["winrate"])
+    >>> s["winrate"].tolist(), ok.tolist()
+    ([1.0, 0.0, 1.0, 0.0], [True, True, True, True])
+    """
+    p, m, valid = compact_graph(pairs, margins, num_items, exclude)
+    funcs = aggregator_functions(draw_threshold)
     out: dict[str, np.ndarray] = {}
     for name in aggregators:
         full = np.full(num_items, np.nan)
         if valid.sum() >= 2:
-            full[valid] = funcs[name](index[p], m, int(valid.sum()))
+            full[valid] = funcs[name](p, m, int(valid.sum()))
         out[name] = full
     return out, valid
 
@@ -123,24 +157,39 @@ class ComparisonGraphEvaluation(Callback):
         method_name: row label of the Table 1 markdown.
     """
 
-    def __init__(self, sampler: str = "paper", budget_per_item: float = 5.0, batch_size: int = 16,
-                 seed: int = 0, aggregators: Sequence[str] = AGGREGATOR_NAMES,
-                 draw_threshold: float = 0.2, symmetrize: bool = False,
-                 antisymmetry_pairs: int = 32, stages: Sequence[str] = STAGES,
-                 output_dir: str | None = None, journal_dir: str | None = None,
-                 convergence_steps: int = 20, num_rationales: int = 4, anchors: str | None = None,
-                 top_k: int = 10, progress: bool = True, method_name: str = "VersusQ (ours)"
-                 ) -> None:
+    def __init__(
+        self,
+        sampler: str = "paper",
+        budget_per_item: float = 5.0,
+        batch_size: int = 16,
+        seed: int = 0,
+        aggregators: Sequence[str] = AGGREGATOR_NAMES,
+        draw_threshold: float = 0.2,
+        symmetrize: bool = False,
+        antisymmetry_pairs: int = 32,
+        stages: Sequence[str] = STAGES,
+        output_dir: str | None = None,
+        journal_dir: str | None = None,
+        convergence_steps: int = 20,
+        num_rationales: int = 4,
+        anchors: str | None = None,
+        top_k: int = 10,
+        progress: bool = True,
+        method_name: str = "VersusQ (ours)",
+    ) -> None:
         super().__init__()
-        for what, values, allowed in (("sampler", [sampler], SAMPLER_NAMES),
-                                      ("aggregators", aggregators, AGGREGATOR_NAMES),
-                                      ("stages", stages, STAGES)):
+        for what, values, allowed in (
+            ("sampler", [sampler], SAMPLER_NAMES),
+            ("aggregators", aggregators, AGGREGATOR_NAMES),
+            ("stages", stages, STAGES),
+        ):
             unknown = [v for v in values if v not in allowed]
             if unknown:
                 raise ValueError(f"{what}: unknown {unknown}; allowed: {list(allowed)}")
         if budget_per_item <= 0 or batch_size <= 0:
-            raise ValueError(f"budget_per_item and batch_size must be > 0, got "
-                             f"{budget_per_item}, {batch_size}")
+            raise ValueError(
+                f"budget_per_item and batch_size must be > 0, got {budget_per_item}, {batch_size}"
+            )
         self.sampler, self.budget_per_item, self.batch_size = sampler, budget_per_item, batch_size
         self.seed, self.aggregators, self.draw_threshold = seed, list(aggregators), draw_threshold
         self.symmetrize, self.antisymmetry_pairs = symmetrize, antisymmetry_pairs
@@ -158,8 +207,9 @@ class ComparisonGraphEvaluation(Callback):
 
     on_validation_epoch_start = on_test_epoch_start = on_predict_epoch_start = _reset
 
-    def _collect_bad(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
-                     batch: Any, *_: Any) -> None:
+    def _collect_bad(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
         """Remember videos the encode pass could not decode (``clip is None``)."""
         clips = getattr(batch, "clips", None)
         if clips is None:
@@ -189,8 +239,10 @@ class ComparisonGraphEvaluation(Callback):
         """Run every benchmark of ``stage``, then log, write files and figures."""
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "eval_sets"):
-            raise ValueError("ComparisonGraphEvaluation needs a datamodule with eval_sets(stage) "
-                             "and get_clip(benchmark, index) (datamodules.pairwise)")
+            raise ValueError(
+                "ComparisonGraphEvaluation needs a datamodule with eval_sets(stage) "
+                "and get_clip(benchmark, index) (datamodules.pairwise)"
+            )
         self._warn_untrained(trainer, pl_module, stage)
         self.outcomes, self.results = {}, []
         for eval_set in datamodule.eval_sets(_LOOP_STAGE[stage]):
@@ -202,13 +254,24 @@ class ComparisonGraphEvaluation(Callback):
         self._write_outputs(trainer, pl_module, stage)
 
     def _warn_untrained(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if getattr(trainer, "ckpt_path", None) is None and stage != "val" and \
-                not getattr(pl_module, "hparams", {}).get("init_from"):
-            rank_zero_warn(f"{stage}: no --ckpt_path and no model.init_from: running the model as "
-                           "initialised; the scores only check the setup, they measure nothing")
+        if (
+            getattr(trainer, "ckpt_path", None) is None
+            and stage != "val"
+            and not getattr(pl_module, "hparams", {}).get("init_from")
+        ):
+            rank_zero_warn(
+                f"{stage}: no --ckpt_path and no model.init_from: running the model as "
+                "initialised; the scores only check the setup, they measure nothing"
+            )
 
-    def run_benchmark(self, trainer: Trainer, pl_module: LightningModule, datamodule: Any,
-                      eval_set: Any, stage: str) -> BenchmarkOutcome:
+    def run_benchmark(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        datamodule: Any,
+        eval_set: Any,
+        stage: str,
+    ) -> BenchmarkOutcome:
         """Comparisons (or pointwise scores), journal, recovery and correlations for one set."""
         table = eval_set.table
         names, n = [str(x) for x in table.names], len(table.names)
@@ -216,13 +279,26 @@ class ComparisonGraphEvaluation(Callback):
         bad = {i: r for (b, i), r in self.encode_bad.items() if b == eval_set.name}
         pointwise = getattr(pl_module, "hparams", {}).get("target", "pairwise") == "pointwise"
         budget = n if pointwise else int(round(self.budget_per_item * n))
-        header = JournalHeader(_checkpoint_id(pl_module), eval_set.name, n,
-                               "pointwise" if pointwise else self.sampler, self.seed, budget,
-                               self.symmetrize, items_digest(names))
+        header = JournalHeader(
+            _checkpoint_id(pl_module),
+            eval_set.name,
+            n,
+            "pointwise" if pointwise else self.sampler,
+            self.seed,
+            budget,
+            self.symmetrize,
+            items_digest(names),
+        )
         journal = self._open_journal(trainer, header)
-        outcome = BenchmarkOutcome(eval_set.name, tables.group_of(getattr(eval_set, "group", None),
-                                   eval_set.name), names, mos, np.zeros((0, 2), np.int64),
-                                   np.zeros(0), bad)
+        outcome = BenchmarkOutcome(
+            eval_set.name,
+            tables.group_of(getattr(eval_set, "group", None), eval_set.name),
+            names,
+            mos,
+            np.zeros((0, 2), np.int64),
+            np.zeros(0),
+            bad,
+        )
         if pointwise:
             self._run_pointwise(trainer, pl_module, datamodule, journal, outcome)
         else:
@@ -232,8 +308,11 @@ class ComparisonGraphEvaluation(Callback):
 
     def _open_journal(self, trainer: Trainer, header: JournalHeader) -> Journal:
         """Rank 0 opens (or resumes) the file; the other ranks receive its state."""
-        root = Path(self.journal_dir) if self.journal_dir else \
-            Path(trainer.default_root_dir) / "journals" / _slug(header.checkpoint_id)
+        root = (
+            Path(self.journal_dir)
+            if self.journal_dir
+            else Path(trainer.default_root_dir) / "journals" / _slug(header.checkpoint_id)
+        )
         path = root / f"{_slug(header.benchmark)}-{header.items_digest[:8]}.jsonl"
         state: JournalState | None = None
         error: str | None = None
@@ -247,63 +326,111 @@ class ComparisonGraphEvaluation(Callback):
             raise ValueError(error)
         return Journal(path, header, enabled=trainer.is_global_zero, state=state)
 
-    def _run_pairwise(self, trainer: Trainer, pl_module: LightningModule, datamodule: Any,
-                      journal: Journal, outcome: BenchmarkOutcome, stage: str) -> None:
+    def _run_pairwise(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        datamodule: Any,
+        journal: Journal,
+        outcome: BenchmarkOutcome,
+        stage: str,
+    ) -> None:
         n = len(outcome.names)
         if n - len(outcome.bad) < 2:
             rank_zero_warn(f"{stage}/{outcome.name}: fewer than 2 decodable videos; skipped")
             return
-        sampler = ranking.SAMPLERS[self.sampler](n, seed=self.seed,
-                                                 exclude=np.array(sorted(outcome.bad), dtype=int))
-        oracle = GraphOracle(trainer, pl_module, datamodule, journal, outcome.names, sampler,
-                             self.batch_size, self.symmetrize)
+        sampler = ranking.SAMPLERS[self.sampler](
+            n, seed=self.seed, exclude=np.array(sorted(outcome.bad), dtype=int)
+        )
+        oracle = JournaledOracle(
+            trainer,
+            pl_module,
+            datamodule,
+            journal,
+            outcome.names,
+            sampler,
+            self.batch_size,
+            self.symmetrize,
+        )
         oracle.record_bad(outcome.bad)
-        bar = _progress_bar(self.progress and trainer.is_global_zero, journal.header.budget,
-                            f"{stage} {outcome.name}")
+        bar = _progress_bar(
+            self.progress and trainer.is_global_zero,
+            journal.header.budget,
+            f"{stage} {outcome.name}",
+        )
         try:
             pairs, margins = ranking.run_comparisons(
-                oracle, n, journal.header.budget, sampler, self.batch_size,
-                progress=lambda done, total: bar.update(done - bar.n) if bar else None)
+                oracle,
+                n,
+                journal.header.budget,
+                sampler,
+                self.batch_size,
+                progress=lambda done, total: bar.update(done - bar.n) if bar else None,
+            )
         finally:
             if bar is not None:
                 bar.close()
         pairs, margins = oracle.with_leftovers(pairs, margins)
         outcome.bad.update(oracle.bad)
         outcome.pairs, outcome.margins = pairs, margins
-        outcome.antisymmetry = oracle.antisymmetry(pairs, margins, self.antisymmetry_pairs,
-                                                   self.seed)
+        outcome.antisymmetry = oracle.antisymmetry(
+            pairs, margins, self.antisymmetry_pairs, self.seed
+        )
         outcome.rationales = oracle.examples(self.num_rationales)
-        outcome.scores, outcome.valid = recover_scores(pairs, margins, n, self.aggregators,
-                                                       self.draw_threshold, sorted(outcome.bad))
+        outcome.scores, outcome.valid = recover_scores(
+            pairs, margins, n, self.aggregators, self.draw_threshold, sorted(outcome.bad)
+        )
         outcome.degree = np.bincount(pairs[np.isfinite(margins)].ravel(), minlength=n)
 
-    def _run_pointwise(self, trainer: Trainer, pl_module: LightningModule, datamodule: Any,
-                       journal: Journal, outcome: BenchmarkOutcome) -> None:
+    def _run_pointwise(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        datamodule: Any,
+        journal: Journal,
+        outcome: BenchmarkOutcome,
+    ) -> None:
         """Pointwise ablation: one ``predict_score`` per video, journaled, no graph."""
         from datamodules.pairwise import VideoBatch
         import torch
 
-        todo = [i for i in range(len(outcome.names))
-                if i not in outcome.bad and i not in journal.state.scores]
+        todo = [
+            i
+            for i in range(len(outcome.names))
+            if i not in outcome.bad and i not in journal.state.scores
+        ]
         for start in range(0, len(todo), self.batch_size * trainer.world_size):
-            chunk = todo[start:start + self.batch_size * trainer.world_size]
-            mine = chunk[trainer.global_rank::trainer.world_size]
+            chunk = todo[start : start + self.batch_size * trainer.world_size]
+            mine = chunk[trainer.global_rank :: trainer.world_size]
             clips, errors = load_clips(datamodule, outcome.name, mine)
-            batch = VideoBatch(clips=[clips.get(i) for i in mine], index=torch.tensor(mine),
-                               benchmark=[outcome.name] * len(mine),
-                               name=[outcome.names[i] for i in mine],
-                               mos=torch.tensor(outcome.mos[mine], dtype=torch.float32),
-                               error=[errors.get(i) for i in mine])
+            batch = VideoBatch(
+                clips=[clips.get(i) for i in mine],
+                index=torch.tensor(mine),
+                benchmark=[outcome.name] * len(mine),
+                name=[outcome.names[i] for i in mine],
+                mos=torch.tensor(outcome.mos[mine], dtype=torch.float32),
+                error=[errors.get(i) for i in mine],
+            )
             values, texts = pl_module.predict_score(batch) if mine else (torch.zeros(0), [])
-            local = [(i, float(v), t, errors.get(i)) for i, v, t in
-                     zip(mine, values.float().cpu().tolist(), texts)]
+            local = [
+                (i, float(v), t, errors.get(i))
+                for i, v, t in zip(mine, values.float().cpu().tolist(), texts)
+            ]
             records = []
             for i, value, text, err in (x for part in gather_objects(trainer, local) for x in part):
                 if err is not None:
-                    records.append({"type": "bad", "index": i, "name": outcome.names[i],
-                                    "reason": err})
-                records.append({"type": "score", "index": i, "name": outcome.names[i],
-                                "score": value, "rationale": text})
+                    records.append(
+                        {"type": "bad", "index": i, "name": outcome.names[i], "reason": err}
+                    )
+                records.append(
+                    {
+                        "type": "score",
+                        "index": i,
+                        "name": outcome.names[i],
+                        "score": value,
+                        "rationale": text,
+                    }
+                )
             journal.append(records)
         outcome.bad.update(journal.state.bad)
         direct = np.full(len(outcome.names), np.nan)
@@ -312,33 +439,48 @@ class ComparisonGraphEvaluation(Callback):
         outcome.scores = {"direct": direct}
         outcome.valid = np.isfinite(direct)
         outcome.degree = np.zeros(len(outcome.names), dtype=np.int64)
-        outcome.rationales = [(outcome.names[i], "", float(direct[i]), r.get("rationale") or "")
-                              for i, r in list(journal.state.scores.items())[:self.num_rationales]]
+        outcome.rationales = [
+            (outcome.names[i], "", float(direct[i]), r.get("rationale") or "")
+            for i, r in list(journal.state.scores.items())[: self.num_rationales]
+        ]
 
     def _copy_journal(self, trainer: Trainer, journal: Journal, stage: str, name: str) -> None:
         if trainer.is_global_zero and journal.path.exists():
             target = self._out_dir(trainer, stage) / (
-                "comparisons.jsonl" if stage == "predict" else f"journal_{_slug(name)}.jsonl")
+                "comparisons.jsonl" if stage == "predict" else f"journal_{_slug(name)}.jsonl"
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.resolve() != journal.path.resolve():
                 shutil.copyfile(journal.path, target)
 
     # ------------------------------------------------------------------ metrics and files
-    def _result_rows(self, outcome: BenchmarkOutcome, stage: str, checkpoint_id: str
-                     ) -> list[dict[str, Any]]:
+    def _result_rows(
+        self, outcome: BenchmarkOutcome, stage: str, checkpoint_id: str
+    ) -> list[dict[str, Any]]:
         rows = []
         valid = outcome.valid if outcome.valid is not None else np.zeros(len(outcome.names), bool)
         for agg, scores in outcome.scores.items():
             ok = valid & np.isfinite(outcome.mos)
-            corr = ranking.correlations(scores[ok], outcome.mos[ok]) if ok.sum() >= 3 else \
-                {"srcc": np.nan, "plcc": np.nan, "krcc": np.nan, "plcc_logistic": np.nan}
-            rows.append({"stage": stage, "benchmark": outcome.name, "group": outcome.group,
-                         "aggregator": agg, **{k: corr[k] for k in
-                                               ("srcc", "plcc", "krcc", "plcc_logistic")},
-                         "n_items": len(outcome.names), "n_scored": int(valid.sum()),
-                         "n_pairs": int(np.isfinite(outcome.margins).sum()),
-                         "n_bad": len(outcome.bad), "antisymmetry": outcome.antisymmetry,
-                         "checkpoint_id": checkpoint_id})
+            corr = (
+                ranking.correlations(scores[ok], outcome.mos[ok])
+                if ok.sum() >= 3
+                else {"srcc": np.nan, "plcc": np.nan, "krcc": np.nan, "plcc_logistic": np.nan}
+            )
+            rows.append(
+                {
+                    "stage": stage,
+                    "benchmark": outcome.name,
+                    "group": outcome.group,
+                    "aggregator": agg,
+                    **{k: corr[k] for k in ("srcc", "plcc", "krcc", "plcc_logistic")},
+                    "n_items": len(outcome.names),
+                    "n_scored": int(valid.sum()),
+                    "n_pairs": int(np.isfinite(outcome.margins).sum()),
+                    "n_bad": len(outcome.bad),
+                    "antisymmetry": outcome.antisymmetry,
+                    "checkpoint_id": checkpoint_id,
+                }
+            )
         return rows
 
     def _metrics(self, stage: str) -> dict[str, float]:
@@ -354,8 +496,9 @@ class ComparisonGraphEvaluation(Callback):
             for group, cols in layout.items():
                 for m in tables.METRICS:
                     if cols:
-                        metrics[f"{stage}/avg_{group}/{agg}_{m}"] = \
-                            tables.group_average(values, cols, m)
+                        metrics[f"{stage}/avg_{group}/{agg}_{m}"] = tables.group_average(
+                            values, cols, m
+                        )
         return {k: v for k, v in metrics.items() if np.isfinite(v)}
 
     def _out_dir(self, trainer: Trainer, stage: str) -> Path:
@@ -366,15 +509,180 @@ class ComparisonGraphEvaluation(Callback):
 
     @rank_zero_only
     def _write_outputs(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        from callbacks import reports
-
+        """Results CSV, markdown tables, bad-video list, convergence, figures, leaderboard."""
         out = self._out_dir(trainer, stage)
-        reports.write_stage(self, trainer, pl_module, stage, out)
+        out.mkdir(parents=True, exist_ok=True)
+        prefix = "val_" if stage == "val" else ""
+        bad = [
+            {"benchmark": o.name, "index": i, "video": o.names[i], "reason": r}
+            for o in self.outcomes.values()
+            for i, r in sorted(o.bad.items())
+        ]
+        lb.write_rows(
+            bad, out / f"{prefix}bad_videos.csv", ("benchmark", "index", "video", "reason")
+        )
+        tables.write_run_info(out / "run_info.json", _run_info(trainer, pl_module))
+        if stage == "predict":
+            self._write_leaderboards(trainer, out, bad)
+            return
+        text = tables.write_results(self.results, out, prefix, self.method_name)
+        curves = {name: self._convergence(o) for name, o in self.outcomes.items()}
+        (out / f"{prefix}convergence.json").write_text(
+            json.dumps({k: v.to_dict() for k, v in curves.items() if v is not None}, indent=1)
+        )
+        _log_figures(trainer, stage, self.outcomes, curves)
+        if stage == "test":
+            print(f"\nResults ({out}):\n{text}")
+
+    def _convergence(self, outcome: BenchmarkOutcome) -> ranking.ConvergenceResult | None:
+        """Fig. 4 protocol: correlations of each aggregator over prefixes of the edge stream."""
+        if self.convergence_steps <= 0 or "direct" in outcome.scores:
+            return None
+        p, m, valid = compact_graph(
+            outcome.pairs, outcome.margins, len(outcome.names), sorted(outcome.bad)
+        )
+        mos = outcome.mos[valid]
+        if len(p) < 4 or len(mos) < 3 or not np.isfinite(mos).all():
+            return None
+        funcs = aggregator_functions(self.draw_threshold)
+        funcs["lsq"] = lambda q, v, n: ranking.lsq_solve(q, v, n, warn=False).scores
+        with warnings.catch_warnings():  # early prefixes are disconnected by design
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return ranking.convergence(
+                p,
+                m,
+                mos,
+                {a: funcs[a] for a in self.aggregators},
+                steps=min(self.convergence_steps, len(p)),
+            )
+
+    def _leaderboard(
+        self, o: BenchmarkOutcome, anchors: dict[str, float], mos_raw: Any
+    ) -> list[dict[str, Any]]:
+        """Leaderboard rows of the scored videos: LSQ score, standard error, anchor mapping."""
+        n = len(o.names)
+        if "direct" in o.scores:  # pointwise model: its own scores, no graph uncertainty
+            valid = np.isfinite(o.scores["direct"])
+            scores, se = o.scores["direct"][valid], np.full(int(valid.sum()), np.nan)
+        else:
+            p, m, valid = compact_graph(o.pairs, o.margins, n, sorted(o.bad))
+            k = int(valid.sum())
+            scores = ranking.lsq_solve(p, m, k, warn=True).scores if len(p) else np.zeros(k)
+            se = ranking.score_uncertainty(p, m, k, scores) if len(p) else np.full(k, np.inf)
+        idx = np.flatnonzero(valid)
+        names = [o.names[i] for i in idx]
+        known = (
+            np.asarray(mos_raw, dtype=float)[idx]
+            if mos_raw is not None
+            else np.full(len(idx), np.nan)
+        )
+        anchor = np.where(np.isfinite(known), known, lb.anchor_mos(names, anchors))
+        mapping = lb.fit_affine(scores, anchor) if np.isfinite(anchor).sum() >= 2 else None
+        degree = (o.degree if o.degree is not None else np.zeros(n, dtype=int))[idx]
+        return lb.leaderboard_rows(
+            names,
+            scores,
+            se,
+            degree,
+            mos=known if np.isfinite(known).any() else None,
+            mapping=mapping,
+        )
+
+    def _write_leaderboards(self, trainer: Trainer, out: Path, bad: list[dict[str, Any]]) -> None:
+        anchors = lb.read_anchors(self.anchors) if self.anchors else {}
+        table = getattr(trainer.datamodule, "anchor_table", lambda: None)()
+        if table is not None:
+            anchors.update(zip(table.names, np.asarray(table.mos_raw, dtype=float).tolist()))
+        several = len(self.outcomes) > 1
+        for name, o in self.outcomes.items():
+            raw = (
+                getattr(trainer.datamodule.eval_sets("predict")[0].table, "mos_raw", None)
+                if name == "predict"
+                else None
+            )
+            rows = self._leaderboard(o, anchors, raw)
+            path = out / (f"leaderboard_{_slug(name)}.csv" if several else "leaderboard.csv")
+            lb.write_rows(rows, path)
+            print(
+                f"\n{lb.format_summary(rows, [b for b in bad if b['benchmark'] == name], self.top_k)}"
+                f"\nleaderboard: {path}\ncomparisons: {out / 'comparisons.jsonl'}"
+            )
 
 
 def _checkpoint_id(pl_module: LightningModule) -> str:
     value = getattr(pl_module, "checkpoint_id", None)
     return str(value) if value else f"{type(pl_module).__name__}:unidentified"
+
+
+def _run_info(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+    """What identifies a run in the Table 2 collation (model switches, checkpoint)."""
+    hp = dict(getattr(pl_module, "hparams", {}))
+    keys = (
+        "phase",
+        "target",
+        "readout",
+        "reasoning",
+        "freeze_head_in_grpo",
+        "lambda_aux",
+        "init_from",
+        "backbone",
+    )
+    return {
+        "checkpoint_id": _checkpoint_id(pl_module),
+        "ckpt_path": trainer.ckpt_path,
+        **{k: hp[k] for k in keys if k in hp},
+    }
+
+
+def _tensorboard(trainer: Trainer) -> Any:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def _log_figures(
+    trainer: Trainer,
+    stage: str,
+    outcomes: dict[str, BenchmarkOutcome],
+    curves: dict[str, ranking.ConvergenceResult | None],
+) -> None:
+    """Convergence curves, predicted-vs-MOS scatter and example rationales to TensorBoard."""
+    writer = _tensorboard(trainer)
+    if writer is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    step = trainer.global_step
+    for name, o in outcomes.items():
+        curve = curves.get(name)
+        if curve is not None:
+            fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+            for agg, values in curve.curves.items():
+                for ax, metric in zip(axes, ("srcc", "plcc")):
+                    ax.plot(curve.edges, values[metric], label=agg)
+                    ax.set(xlabel="comparisons (edges)", ylabel=metric.upper(), title=metric)
+            axes[0].legend()
+            fig.tight_layout()
+            writer.add_figure(f"{stage}/{name}/convergence", fig, step)
+        main = "direct" if "direct" in o.scores else "lsq"
+        if main in o.scores and o.valid is not None and np.isfinite(o.mos[o.valid]).any():
+            fig, ax = plt.subplots(figsize=(4, 4))
+            ax.scatter(o.scores[main][o.valid], o.mos[o.valid], s=6)
+            ax.set(xlabel=f"{main} score", ylabel="MOS", title=name)
+            fig.tight_layout()
+            writer.add_figure(f"{stage}/{name}/scatter", fig, step)
+        text = "\n\n".join(
+            f"**{a}** vs **{b}**: margin {m:+.3f}\n\n{r}" for a, b, m, r in o.rationales
+        )
+        if text:
+            writer.add_text(f"{stage}/{name}/rationales", text, step)
+    plt.close("all")
 
 
 def _slug(text: str) -> str:

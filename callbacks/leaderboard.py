@@ -39,17 +39,24 @@ def fit_affine(scores: np.ndarray, mos: np.ndarray) -> tuple[float, float]:
     y = np.asarray(mos, dtype=np.float64).reshape(-1)
     ok = np.isfinite(s) & np.isfinite(y)
     if ok.sum() < 2 or np.ptp(s[ok]) == 0:
-        raise ValueError(f"need at least 2 anchor videos with a known MOS and different scores "
-                         f"to map scores to the MOS scale, got {int(ok.sum())}")
+        raise ValueError(
+            f"need at least 2 anchor videos with a known MOS and different scores "
+            f"to map scores to the MOS scale, got {int(ok.sum())}"
+        )
     design = np.stack([s[ok], np.ones(int(ok.sum()))], axis=1)  # (K, 2)
     (a, b), *_ = np.linalg.lstsq(design, y[ok], rcond=None)
     return float(a), float(b)
 
 
-def leaderboard_rows(names: Sequence[str], scores: np.ndarray, stderr: np.ndarray,
-                     n_comparisons: np.ndarray, mos: np.ndarray | None = None,
-                     mapping: tuple[float, float] | None = None, z: float = Z_95
-                     ) -> list[dict[str, Any]]:
+def leaderboard_rows(
+    names: Sequence[str],
+    scores: np.ndarray,
+    stderr: np.ndarray,
+    n_comparisons: np.ndarray,
+    mos: np.ndarray | None = None,
+    mapping: tuple[float, float] | None = None,
+    z: float = Z_95,
+) -> list[dict[str, Any]]:
     """Rows sorted best first: rank, video, score, stderr, 95 % CI, comparisons (+ mos, mapped).
 
     Args:
@@ -61,31 +68,39 @@ def leaderboard_rows(names: Sequence[str], scores: np.ndarray, stderr: np.ndarra
     >>> rows = leaderboard_rows(["a", "b"], np.array([-0.5, 0.5]), np.array([0.1, 0.1]),
     ...                         np.array([3, 3]))
     >>> [(r["rank"], r["video"], r["ci_low"]) for r in rows]
-    [(1, 'b', 0.304), (2, 'a', -0.696)]
+    [(1, 'b', 0.304004), (2, 'a', -0.695996)]
     """
     s = np.asarray(scores, dtype=np.float64)
     se = np.asarray(stderr, dtype=np.float64)
     order = np.argsort(-s, kind="stable")
     rows = []
     for rank, k in enumerate(order.tolist(), start=1):
-        row: dict[str, Any] = {"rank": rank, "video": names[k], "score": round(float(s[k]), 6),
-                               "stderr": round(float(se[k]), 6),
-                               "ci_low": round(float(s[k] - z * se[k]), 6),
-                               "ci_high": round(float(s[k] + z * se[k]), 6),
-                               "n_comparisons": int(n_comparisons[k])}
+        row: dict[str, Any] = {
+            "rank": rank,
+            "video": names[k],
+            "score": round(float(s[k]), 6),
+            "stderr": round(float(se[k]), 6),
+            "ci_low": round(float(s[k] - z * se[k]), 6),
+            "ci_high": round(float(s[k] + z * se[k]), 6),
+            "n_comparisons": int(n_comparisons[k]),
+        }
         if mos is not None:
             row["mos"] = float(mos[k]) if math.isfinite(float(mos[k])) else ""
         if mapping is not None:
             a, b = mapping
             lo, hi = sorted((a * row["ci_low"] + b, a * row["ci_high"] + b))
-            row.update(score_mapped=round(a * s[k] + b, 6), mapped_ci_low=round(lo, 6),
-                       mapped_ci_high=round(hi, 6))
+            row.update(
+                score_mapped=round(a * s[k] + b, 6),
+                mapped_ci_low=round(lo, 6),
+                mapped_ci_high=round(hi, 6),
+            )
         rows.append(row)
     return rows
 
 
-def write_rows(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
-               columns: Sequence[str] | None = None) -> None:
+def write_rows(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
+) -> None:
     """Write dict rows as CSV (columns from ``columns`` or the first row)."""
     fields = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -105,33 +120,40 @@ def read_anchors(path: str | os.PathLike) -> dict[str, float]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"video", "mos"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: anchors csv needs columns 'video' and 'mos', "
-                             f"found {reader.fieldnames}")
+            raise ValueError(
+                f"{path}: anchors csv needs columns 'video' and 'mos', found {reader.fieldnames}"
+            )
         for line, row in enumerate(reader, start=2):
             try:
                 out[row["video"]] = float(row["mos"])
             except ValueError as err:
-                raise ValueError(f"{path}: row {line}: mos {row['mos']!r} is not a number") \
-                    from err
+                raise ValueError(f"{path}: row {line}: mos {row['mos']!r} is not a number") from err
     return out
 
 
 def anchor_mos(names: Sequence[str], anchors: Mapping[str, float]) -> np.ndarray:
     """(N,) MOS of the named anchors (matched by full name, then by file name), NaN elsewhere."""
     by_base = {Path(k).name: v for k, v in anchors.items()}
-    return np.array([anchors.get(n, by_base.get(Path(n).name, float("nan"))) for n in names],
-                    dtype=np.float64)
+    return np.array(
+        [anchors.get(n, by_base.get(Path(n).name, float("nan"))) for n in names], dtype=np.float64
+    )
 
 
-def format_summary(rows: Sequence[Mapping[str, Any]], bad: Sequence[Mapping[str, Any]],
-                   top: int = 10) -> str:
+def format_summary(
+    rows: Sequence[Mapping[str, Any]], bad: Sequence[Mapping[str, Any]], top: int = 10
+) -> str:
     """Plain-text summary: the top rows and the bad videos with their reasons."""
     cols = [c for c in (*LEADERBOARD_COLUMNS, "score_mapped", "mos") if rows and c in rows[0]]
-    lines = [f"Leaderboard ({len(rows)} videos, top {min(top, len(rows))}):",
-             "  ".join(f"{c:>12}" if c != "video" else f"{c:<32}" for c in cols)]
+    lines = [
+        f"Leaderboard ({len(rows)} videos, top {min(top, len(rows))}):",
+        "  ".join(f"{c:>12}" if c != "video" else f"{c:<32}" for c in cols),
+    ]
     for row in rows[:top]:
-        lines.append("  ".join(f"{_cell(row[c]):<32}" if c == "video" else f"{_cell(row[c]):>12}"
-                               for c in cols))
+        lines.append(
+            "  ".join(
+                f"{_cell(row[c]):<32}" if c == "video" else f"{_cell(row[c]):>12}" for c in cols
+            )
+        )
     if bad:
         lines.append(f"{len(bad)} bad video(s) skipped (see bad_videos.csv):")
         lines += [f"  {b['video']}: {b['reason']}" for b in bad]

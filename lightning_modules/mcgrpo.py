@@ -129,5 +129,7 @@ class MCGRPOMixin:
         }
         if rollouts.engine_logprobs is not None:  # vLLM: engine vs trainer log-prob gap
             gap = (rollouts.engine_logprobs - rollouts.old_logprobs).abs()
-            metrics["train/engine_logprob_gap"] = objectives.masked_mean(gap, rollouts.response_mask)
+            metrics["train/engine_logprob_gap"] = objectives.masked_mean(
+                gap, rollouts.response_mask
+            )
         self.log_dict(metrics, batch_size=n_prompts)

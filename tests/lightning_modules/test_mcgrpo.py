@@ -37,9 +37,13 @@ def _pairs(n: int) -> SimpleNamespace:
     """``n`` (1 or 2) PairBatch-shaped pairs with margins +1.5 / -0.8."""
     clips_a, clips_b = [_clip(0, 1.0), _clip(1, 0.5)], [_clip(2, 0.3), _clip(3, 0.9)]
     return SimpleNamespace(
-        clips_a=clips_a[:n], clips_b=clips_b[:n], margin=torch.tensor([1.5, -0.8])[:n],
-        rationale=RATIONALES[:n], benchmark=["synthetic"] * n,
-        index_a=torch.arange(n), index_b=torch.arange(n) + 2,
+        clips_a=clips_a[:n],
+        clips_b=clips_b[:n],
+        margin=torch.tensor([1.5, -0.8])[:n],
+        rationale=RATIONALES[:n],
+        benchmark=["synthetic"] * n,
+        index_a=torch.arange(n),
+        index_b=torch.arange(n) + 2,
     )
 
 
@@ -64,7 +68,9 @@ def sft_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _grpo_module(init_from: str, **kwargs: object) -> tuple[VersusQModule, RolloutCallback]:
-    module = VersusQModule(motion_frames=MOTION_FRAMES, phase="mcgrpo", init_from=init_from, **kwargs)
+    module = VersusQModule(
+        motion_frames=MOTION_FRAMES, phase="mcgrpo", init_from=init_from, **kwargs
+    )
     callback = RolloutCallback(engine="hf", max_new_tokens=16)
     callback.setup(SimpleNamespace(global_step=0), module, "fit")  # type: ignore[arg-type]
     return module, callback
@@ -74,7 +80,9 @@ def _mean_reward(module: VersusQModule, callback: RolloutCallback, batch: Simple
     torch.manual_seed(1234)
     r = callback.generate(module, batch, 16)
     with torch.no_grad():
-        _, h = module.forward_responses(module.build_prompt_inputs(batch), r.response_ids, r.response_mask)
+        _, h = module.forward_responses(
+            module.build_prompt_inputs(batch), r.response_ids, r.response_mask
+        )
     target = batch.margin.repeat_interleave(16)
     return obj.total_reward(module.head(h), target, r.texts).mean().item()
 
@@ -109,15 +117,21 @@ def test_mcgrpo_step_gradients_reference_and_ablation(sft_ckpt: str) -> None:
     snapshot = {n: p.detach().clone() for n, p in module.named_parameters()}
     torch.manual_seed(0)
     module._mcgrpo_step(batch, 0).backward()
-    assert {"train/reward_mean", "train/reward_std", "train/format_rate", "train/margin_mse",
-            "train/kl", "train/clip_frac", "train/rollout_tokens_per_s"} <= set(logged)
+    assert {
+        "train/reward_mean",
+        "train/reward_std",
+        "train/format_rate",
+        "train/margin_mse",
+        "train/kl",
+        "train/clip_frac",
+        "train/rollout_tokens_per_s",
+    } <= set(logged)
     assert logged["train/kl"].item() == pytest.approx(0.0, abs=1e-6)  # pi == pi_ref at the start
     assert logged["train/clip_frac"].item() == 0.0  # first update is on-policy (ratio 1)
     for n, p in module.named_parameters():  # the reference swap restored every tensor
         assert torch.equal(p, snapshot[n]), n
     assert all(p.grad is not None for p in module.head.parameters())
-    assert module.motion_projector.proj.weight.grad is not None if hasattr(
-        module.motion_projector, "proj") else True
+    assert all(p.grad is not None for p in module.motion_projector.parameters())
     frozen_vision = [p for n, p in module.model.named_parameters() if "visual" in n]
     assert frozen_vision and all(p.grad is None for p in frozen_vision)
 
@@ -131,17 +145,31 @@ def test_mcgrpo_step_gradients_reference_and_ablation(sft_ckpt: str) -> None:
 
 @pytest.mark.parametrize("ppo_epochs", [1, 2])
 def test_mcgrpo_trainer_fit_moves_policy(sft_ckpt: str, ppo_epochs: int) -> None:
-    module = VersusQModule(motion_frames=MOTION_FRAMES, phase="mcgrpo", init_from=sft_ckpt,
-                           lr_grpo=1e-3, ppo_epochs=ppo_epochs)
+    module = VersusQModule(
+        motion_frames=MOTION_FRAMES,
+        phase="mcgrpo",
+        init_from=sft_ckpt,
+        lr_grpo=1e-3,
+        ppo_epochs=ppo_epochs,
+    )
     assert module.automatic_optimization is (ppo_epochs == 1)
     before = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
-    trainer = Trainer(accelerator="cpu", max_steps=2 * ppo_epochs, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False,
-                      callbacks=[RolloutCallback(engine="hf", max_new_tokens=8)])
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=2 * ppo_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[RolloutCallback(engine="hf", max_new_tokens=8)],
+    )
     batches = [_pairs(2), _pairs(2)]
-    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b))
+    trainer.fit(
+        module, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b)
+    )
     assert trainer.global_step == 2 * ppo_epochs  # K optimiser steps per rollout batch
-    moved = [not torch.equal(p, before[n]) for n, p in module.model.named_parameters() if n in before]
+    moved = [
+        not torch.equal(p, before[n]) for n, p in module.model.named_parameters() if n in before
+    ]
     assert any(moved)
     assert "train/reward_mean" in trainer.callback_metrics

@@ -13,7 +13,8 @@ on a machine with internet::
     wget https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth
 
 and point ``model.init_args.motion_weights`` (``VersusQModule(motion_weights=...)``) at the file.
-``variant="tiny"`` is the same architecture with 8x fewer channels and random (seeded) weights.
+``variant="tiny"`` is the same architecture with 4x fewer channels, one block per stage (depth 18)
+and random (seeded) weights.
 
 Injection: ``MotionInjector`` registers a forward hook on the LLM's input-embedding layer that
 overwrites the rows at ``<|motion_pad|>`` positions with the projected motion tokens of the
@@ -44,7 +45,7 @@ def _build_slowfast(variant: str) -> nn.Module:
     if variant == "slowfast_r50":
         return create_slowfast(model_num_class=400)  # the zoo's SLOWFAST_8x8_R50 layout
     if variant == "tiny":
-        return create_slowfast(stem_dim_outs=(16, 2), head=None)
+        return create_slowfast(stem_dim_outs=(16, 2), model_depth=18, head=None)
     raise ValueError(f"motion_encoder={variant!r}; allowed: {list(MOTION_VARIANTS)}")
 
 

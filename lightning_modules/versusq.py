@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from lightning_modules import backbone as bb
+from lightning_modules import objectives
 from lightning_modules.cache import (
     EncoderCache,
     FrozenEncoders,
@@ -29,7 +30,6 @@ from lightning_modules.cache import (
     assemble,
     expand_inputs,
 )
-from lightning_modules import objectives
 from lightning_modules.heads import MarginHead
 from lightning_modules.mcgrpo import MCGRPOMixin
 from lightning_modules.motion import MotionInjector, MotionProjector, SlowFastMotionEncoder

@@ -163,7 +163,7 @@ def test_mcgrpo_trainer_fit_moves_policy(sft_ckpt: str, ppo_epochs: int) -> None
         enable_model_summary=False,
         callbacks=[RolloutCallback(engine="hf", max_new_tokens=8)],
     )
-    batches = [_pairs(2), _pairs(2)]
+    batches = [_pairs(1), _pairs(1)]
     trainer.fit(
         module, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b)
     )

@@ -145,7 +145,7 @@ class ComparisonGraphEvaluation(Callback):
         antisymmetry_pairs: without ``symmetrize``, how many answered pairs are asked again in
             the reverse order to measure the position bias ``|m(i,j) + m(j,i)|``.
         stages: where to run: any of ``val``, ``test``, ``predict``.
-        output_dir: where results go (default ``<log_dir>/eval`` or ``<log_dir>/predict``).
+        output_dir: where results go (default ``<log_dir>/eval``; at predict ``<log_dir>``).
         journal_dir: where journals live (default ``<default_root_dir>/journals/<checkpoint>``,
             stable across restarts so a killed run resumes).
         convergence_steps: prefixes for the Fig. 4 convergence curves (0 = skip).
@@ -505,7 +505,7 @@ class ComparisonGraphEvaluation(Callback):
         if self.output_dir:
             return Path(self.output_dir)
         base = Path(trainer.log_dir or trainer.default_root_dir)
-        return base / ("predict" if stage == "predict" else "eval")
+        return base if stage == "predict" else base / "eval"  # predict: the run directory
 
     @rank_zero_only
     def _write_outputs(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

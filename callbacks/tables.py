@@ -52,6 +52,7 @@ ALIASES = {
     "konvid": "konvid1k",
     "ytgaming": "liveytgaming",
     "wivc4k": "waterlooivc4k",
+    "waterloo4k": "waterlooivc4k",
     "lsvq": "lsvqtest",
     "lsvqtest1080p": "lsvq1080p",
     "vqc": "livevqc",

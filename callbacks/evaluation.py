@@ -35,9 +35,9 @@ from callbacks import leaderboard as lb
 from callbacks import tables
 from callbacks.journal import (
     Journal,
+    JournaledOracle,
     JournalHeader,
     JournalState,
-    JournaledOracle,
     gather_objects,
     items_digest,
     load_clips,
@@ -355,7 +355,7 @@ class ComparisonGraphEvaluation(Callback):
         oracle.record_bad(outcome.bad)
         bar = _progress_bar(
             self.progress and trainer.is_global_zero,
-            journal.header.budget,
+            min(journal.header.budget, (n - len(outcome.bad)) * (n - len(outcome.bad) - 1) // 2),
             f"{stage} {outcome.name}",
         )
         try:
@@ -391,8 +391,9 @@ class ComparisonGraphEvaluation(Callback):
         outcome: BenchmarkOutcome,
     ) -> None:
         """Pointwise ablation: one ``predict_score`` per video, journaled, no graph."""
-        from datamodules.pairwise import VideoBatch
         import torch
+
+        from datamodules.pairwise import VideoBatch
 
         todo = [
             i
@@ -601,13 +602,19 @@ class ComparisonGraphEvaluation(Callback):
                 else None
             )
             rows = self._leaderboard(o, anchors, raw)
+            scored = {r["video"] for r in rows}
+            bad += [{"benchmark": name, "index": i, "video": v, "reason": "no valid comparison "
+                     "(every answer failed the response format)"}
+                    for i, v in enumerate(o.names) if i not in o.bad and v not in scored]
             path = out / (f"leaderboard_{_slug(name)}.csv" if several else "leaderboard.csv")
-            lb.write_rows(rows, path)
+            lb.write_rows(rows, path, None if rows else lb.LEADERBOARD_COLUMNS)
+            failed = int((~np.isfinite(o.margins)).sum())
             print(
                 f"\n{lb.format_summary(rows, [b for b in bad if b['benchmark'] == name], self.top_k)}"
-                f"\nleaderboard: {path}\ncomparisons: {out / 'comparisons.jsonl'}"
+                f"\n{len(o.margins)} comparisons ({failed} failed)\nleaderboard: {path}"
+                f"\ncomparisons: {out / 'comparisons.jsonl'}"
             )
-
+        lb.write_rows(bad, out / "bad_videos.csv", ("benchmark", "index", "video", "reason"))
 
 def _checkpoint_id(pl_module: LightningModule) -> str:
     value = getattr(pl_module, "checkpoint_id", None)

@@ -28,7 +28,7 @@ SFT_CKPT="$OUT/sft/version_0/checkpoints/last.ckpt"
 log "3/5 MC-GRPO from $SFT_CKPT"
 $PY run.py fit $CFG --config conf/mcgrpo.yaml $TINY --model.init_args.init_from "$SFT_CKPT" \
   --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.name mcgrpo \
-  --trainer.logger.init_args.version 0
+  --trainer.logger.init_args.version 0 --trainer.max_steps "${DEMO_GRPO_STEPS:-60}"
 GRPO_CKPT="$OUT/mcgrpo/version_0/checkpoints/last.ckpt"
 
 log "4/5 test: comparison graph (5N) -> LSQ / Elo / win-rate / Bradley-Terry"
@@ -38,12 +38,10 @@ $PY run.py test $CFG --config conf/eval.yaml $TINY --ckpt_path "$GRPO_CKPT" \
 
 log "5/5 predict: leaderboard for the out-of-domain folder $DATA/ood_calibration"
 $PY run.py predict $CFG --config conf/predict.yaml $TINY --ckpt_path "$GRPO_CKPT" \
-  --data.init_args.videos "$DATA/ood_calibration" \
-  --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.name predict \
-  --trainer.logger.init_args.version 0
+  --data.init_args.videos "$DATA/ood_calibration" --trainer.default_root_dir "$OUT/predict"
 
 end=$(date +%s)
 log "done in $((end - start)) s"
 echo "TensorBoard logs : tensorboard --logdir $OUT"
 echo "tables           : $OUT/test/version_0/eval/"
-echo "leaderboard      : $OUT/predict/version_0/leaderboard.csv"
+echo "leaderboard      : $OUT/predict/leaderboard.csv (+ comparisons.jsonl)"

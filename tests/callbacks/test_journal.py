@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from callbacks.journal import (Journal, JournalHeader, JournalMismatchError, read_journal,
-                               used_margin)
+from callbacks.journal import (
+    Journal,
+    JournalHeader,
+    JournalMismatchError,
+    read_journal,
+    used_margin,
+)
 
 NAMES = [f"v{i}.mp4" for i in range(5)]
 

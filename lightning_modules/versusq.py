@@ -334,7 +334,8 @@ class VersusQModule(MCGRPOMixin, LightningModule):
 
     def _count_failures(self, n: int) -> None:
         self.parse_failures += n
-        if n and self._trainer is not None:
+        if n and self._trainer is not None and not self._trainer.predicting:
+            # Lightning forbids self.log in predict; the evaluation callback reports failures there
             self.log("parse_failures", float(self.parse_failures), reduce_fx="max")
 
     @torch.no_grad()

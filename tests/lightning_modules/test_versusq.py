@@ -174,8 +174,11 @@ def test_cli_fast_dev_run(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     data = tmp_path / "synthetic"
     generate_benchmark(data, seed=0, size="tiny", workers=1)
-    overrides = [f"--data.train_sets.0.label_file={data / 'labels.csv'}", f"--data.train_sets.0.video_root={data}",
-                 f"--data.val_sets.0.label_file={data / 'labels.csv'}", f"--data.val_sets.0.video_root={data}"]
+    labels = data / "labels.csv"
+    overrides = [  # a list-valued option is replaced whole (jsonargparse has no per-index override)
+        f'--data.init_args.{key}=[{{"name": "syn_{split}", "label_file": "{labels}", '
+        f'"video_root": "{data}", "split": "{split}"}}]'
+        for key, split in (("train_sets", "train"), ("val_sets", "test"), ("test_sets", "ood_content"))]
     cli = main(["fit", "--config", str(root / "conf/base.yaml"), "--config", str(root / "conf/sft.yaml"),
                 "--config", str(root / "conf/tiny.yaml"), "--trainer.fast_dev_run=true",
                 f"--trainer.default_root_dir={tmp_path}", *overrides])

@@ -114,9 +114,9 @@ def _csv(path: Path, bench: str) -> Parsed | None:
         head = fh.readline()
     if ";" in head and "Realignment MOS" in head:
         return _cvd2014(path)
+    if [h.strip() for h in next(csv.reader([head]), [])][:2] == ["video", "mos"]:
+        return None  # normalised list: read by the generic reader
     header, rows = _csv_rows(path)
-    if header[:2] == ["video", "mos"]:
-        return None
     if "flickr_id" in header:  # KoNViD-1k attributes
         return _pick(path, rows, lambda r: f"{r['flickr_id'].strip()}.mp4", "MOS")
     if "File" in header and "MOS" in header:  # VIDEVAL LIVE-VQC

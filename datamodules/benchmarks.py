@@ -236,7 +236,7 @@ def read_label_csv(path: str | Path, name: str = "csv", split: str | None = None
     mos = _map_mos(path, [ln for ln, _ in rows], raw, _row_scales(path, header, rows), scale,
                    require_scale)
     extra = {c: [r.get(c, "") for _, r in rows] for c in header if c not in ("video", "mos", "split")}
-    splits = [r.get("split") or split or name for _, r in rows]
+    splits = [r.get("split") or split or "all" for _, r in rows]
     return VideoTable(name, names, list(names), mos, raw, splits, [], extra)
 
 
@@ -291,7 +291,8 @@ def _named(name: str, label_file: str | None, split: str | None) -> VideoTable:
         raise FileNotFoundError(f"label file for {name!r} not found: {path}")
     parsed = read_verbatim(name, path)
     if parsed is None:  # normalised video,mos[,split] list
-        header, _ = _read_rows(path)
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = [h.strip() for h in next(csv.reader(fh), [])]
         wanted = (split or bundled_split) if "split" in header else None
         table = read_label_csv(path, name, wanted, SCALES[name])
         if wanted is None and split is not None:

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["PairList", "RationaleFn", "build_pairs", "pairs_from_names", "pairs_from_annotations",
-           "load_rationales", "attach_rationales", "split_by_video", "largest_remainder"]
+           "load_rationales", "attach_rationales", "split_by_video", "largest_remainder",
+           "margin_edges"]
 
 RationaleFn = Callable[[Any, int, int, float], str]
 """``rationale_fn(table, i, j, margin) -> str``: text for Video A = row ``i``, B = row ``j``."""
@@ -80,53 +81,137 @@ def _groups(table: Any, group_key: str | None) -> list[np.ndarray]:
     return [np.flatnonzero(labels == g) for g in sorted(set(labels.tolist()))]
 
 
-def _candidates(rows: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``count`` distinct unordered pairs of ``rows``, shape ``(k, 2)``."""
-    n = rows.size
-    if n * (n - 1) // 2 <= 2 * count:  # small group: enumerate everything
-        iu, ju = np.triu_indices(n, k=1)
-        cand = np.stack([iu, ju], axis=1)
-    else:
-        cand = rng.integers(0, n, size=(int(count * 1.3) + 16, 2))
-        cand = cand[cand[:, 0] != cand[:, 1]]
-        cand = np.unique(np.sort(cand, axis=1), axis=0)
-    return rows[cand[rng.permutation(len(cand))][:count]]
+def _fill(count: int, caps: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Shares of ``count`` proportional to ``weights`` (default equal), none above its ``caps``;
+    what a capped entry cannot take goes to the others.
 
-
-def _balanced_by_margin(cand: np.ndarray, gap: np.ndarray, count: int, num_bins: int,
-                        rng: np.random.Generator) -> np.ndarray:
-    """``count`` rows of ``cand`` with equal shares from ``num_bins`` equal-width bins of ``gap``.
-
-    A bin with too few candidates gives all it has; the shortfall is refilled at random.
+    >>> _fill(10, np.array([1, 100, 100])).tolist()
+    [1, 5, 4]
     """
-    if len(cand) <= count:
-        return cand
-    edges = np.linspace(0.0, float(gap.max()) + 1e-12, num_bins + 1)
-    bins = np.digitize(gap, edges[1:-1])
-    share = largest_remainder(count, np.ones(num_bins))
-    chosen = np.concatenate([rng.permutation(np.flatnonzero(bins == b))[: share[b]]
-                             for b in range(num_bins)])
-    rest = np.setdiff1d(np.arange(len(cand)), chosen)
-    chosen = np.concatenate([chosen, rng.permutation(rest)[: count - len(chosen)]])
-    return cand[rng.permutation(chosen)]
+    weights = np.ones(len(caps)) if weights is None else np.asarray(weights, dtype=np.float64)
+    out = np.zeros(len(caps), dtype=np.int64)
+    while out.sum() < min(count, caps.sum()):
+        room = np.where(out < caps, weights, 0.0)
+        out += np.minimum(largest_remainder(count - int(out.sum()), room), caps - out)
+    return out
+
+
+def _bin_partners(ms: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted ``ms``: per position ``p`` the range ``[start, start + count)`` of positions
+    ``q > p`` with ``lo <= ms[q] - ms[p] < hi`` (each unordered pair counted once)."""
+    pos = np.arange(ms.size)
+    start = np.maximum(pos + 1, np.searchsorted(ms, ms + lo, side="left"))
+    end = np.searchsorted(ms, ms + hi, side="left")
+    return start, np.maximum(0, end - start)
+
+
+def _draw_bin(start: np.ndarray, count: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct pairs ``(p, q)`` uniform over the bin's pairs, shape ``(k, 2)``."""
+    total = int(count.sum())
+    if total <= 2 * k:  # few pairs: enumerate them
+        p = np.repeat(np.arange(count.size), count)
+        q = start[p] + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+        pairs = np.stack([p, q], axis=1)
+        return pairs[rng.permutation(total)[:k]]
+    found = np.zeros((0, 2), dtype=np.int64)
+    while len(found) < k:
+        p = rng.choice(count.size, size=2 * k + 16, p=count / total)
+        q = start[p] + rng.integers(0, count[p])
+        found = np.unique(np.concatenate([found, np.stack([p, q], axis=1)]), axis=0)
+    return found[rng.permutation(len(found))[:k]]
+
+
+def margin_edges(mos: np.ndarray, num_bins: int) -> np.ndarray:
+    """Edges of the ``|m*|`` bins of one group: equal width on ``[0, g99]``, last bin open-ended.
+
+    ``g99`` is the 99th percentile of ``|mos_i - mos_j|`` over 4096 random pairs (fixed seed, so
+    the edges depend on the data only).
+
+    >>> margin_edges(np.linspace(1, 5, 101), 4).round(1).tolist()
+    [0.0, 0.9, 1.8, 2.7, inf]
+    """
+    probe = np.random.default_rng(0).integers(0, len(mos), size=(4096, 2))
+    top = float(np.quantile(np.abs(mos[probe[:, 0]] - mos[probe[:, 1]]), 0.99))
+    edges = np.linspace(0.0, top, num_bins + 1)
+    edges[-1] = np.inf
+    return edges
+
+
+def _stratified(rows: np.ndarray, mos: np.ndarray, count: int, num_bins: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct unordered pairs of ``rows`` spread equally over ``|m*|`` bins.
+
+    Bins are equal-width on ``[0, g99]`` (``g99``: 99th percentile of ``|m*|`` over random
+    pairs; the last bin is open-ended), so a handful of extreme videos does not stretch the
+    range; a bin with too few distinct pairs gives them all and the others make up the rest.
+    Within a bin the pairs are uniform. Returns row indices, shape ``(count', 2)``.
+    """
+    order = np.argsort(mos[rows], kind="stable")
+    ms = mos[rows][order]
+    edges = margin_edges(ms, num_bins)
+    ranges = [_bin_partners(ms, edges[b], edges[b + 1]) for b in range(num_bins)]
+    if num_bins > 1 and edges[1] == 0.0:  # all MOS equal: one bin
+        ranges = [_bin_partners(ms, 0.0, np.inf)]
+    shares = _fill(count, np.array([int(c.sum()) for _, c in ranges], dtype=np.int64))
+    picked = [_draw_bin(st, c, int(k), rng) for (st, c), k in zip(ranges, shares) if k > 0]
+    return rows[order[np.concatenate(picked)]]
+
+
+def _cycles(edges: np.ndarray, num_nodes: int) -> list[list[tuple[int, int, int]]]:
+    """Split a graph whose degrees are all even into directed cycles ``[(edge, tail, head), ...]``.
+
+    Walks unused edges keeping the current path on a stack; arriving at a vertex already on the
+    path closes a cycle, which is popped off and emitted.
+    """
+    adj: list[list[int]] = [[] for _ in range(num_nodes)]
+    for e, (u, v) in enumerate(edges):
+        adj[u].append(e)
+        adj[v].append(e)
+    used = np.zeros(len(edges), dtype=bool)
+    ptr = [0] * num_nodes
+    cycles = []
+    for start in range(num_nodes):
+        path, steps, pos = [start], [], {start: 0}
+        while True:
+            v = path[-1]
+            while ptr[v] < len(adj[v]) and used[adj[v][ptr[v]]]:
+                ptr[v] += 1
+            if ptr[v] == len(adj[v]):  # only the start can be stuck (all degrees even)
+                break
+            e = adj[v][ptr[v]]
+            used[e] = True
+            head = int(edges[e, 1] if edges[e, 0] == v else edges[e, 0])
+            if head in pos:
+                p = pos[head]
+                cycles.append(steps[p:] + [(e, v, head)])
+                for x in path[p + 1:]:
+                    del pos[x]
+                del path[p + 1:], steps[p:]
+            else:
+                pos[head] = len(path)
+                path.append(head)
+                steps.append((e, v, head))
+    return cycles
 
 
 def _orient(pairs: np.ndarray, mos: np.ndarray) -> np.ndarray:
-    """Orient each pair so every item is first as often as second and signs of m* balance."""
-    balance = np.zeros(len(mos), dtype=np.int64)  # (#first - #second) per item
-    sign_sum = 0.0  # running sum of sign(m*) over oriented pairs
-    out = pairs.copy()
-    for k, (i, j) in enumerate(pairs):
-        if balance[i] == balance[j]:  # position is indifferent: balance the sign instead
-            flip = np.sign(mos[i] - mos[j]) * sign_sum > 0 or (mos[i] == mos[j] and k % 2 == 1)
-        else:
-            flip = balance[i] > balance[j]
-        if flip:
-            i, j = j, i
-        out[k] = (i, j)
-        balance[i] += 1
-        balance[j] -= 1
-        sign_sum += np.sign(mos[i] - mos[j])
+    """Orient pairs so every video is first as often as second (±1 for odd degree), signs balanced.
+
+    Odd-degree videos are joined to a dummy vertex, the graph is split into cycles and each cycle
+    is oriented along itself (so every vertex enters it as often as it leaves); each cycle's
+    direction is then chosen to keep the running sum of ``sign(m*)`` near zero.
+    """
+    n = len(mos)
+    odd = np.flatnonzero(np.bincount(pairs.ravel(), minlength=n) % 2)
+    edges = np.concatenate([pairs, np.stack([odd, np.full(odd.size, n)], axis=1)]).astype(np.int64)
+    out, running = pairs.copy(), 0.0
+    for cycle in _cycles(edges, n + 1):
+        real = [(e, a, b) for e, a, b in cycle if e < len(pairs)]
+        total = float(sum(np.sign(mos[a] - mos[b]) for _, a, b in real))
+        flip = total * running > 0
+        for e, a, b in real:
+            out[e] = (b, a) if flip else (a, b)
+        running += -total if flip else total
     return out
 
 
@@ -163,15 +248,10 @@ def build_pairs(table: Any, num_pairs: int, seed: int = 0, group_key: str | None
     groups = [g for g in _groups(table, group_key) if g.size >= 2]
     if not groups:
         raise ValueError(f"table {table.benchmark!r} has no group with two or more videos to pair")
-    quota = largest_remainder(num_pairs, np.array([g.size for g in groups], dtype=np.float64))
-    picked = []
-    for rows, q in zip(groups, quota):
-        if q == 0:
-            continue
-        cand = _candidates(rows, int(q) * 4, rng)
-        gap = np.abs(mos[cand[:, 0]] - mos[cand[:, 1]])
-        picked.append(_balanced_by_margin(cand, gap, int(q), num_bins, rng))
-    pairs = np.concatenate(picked)
+    sizes = np.array([g.size for g in groups], dtype=np.int64)
+    quota = _fill(num_pairs, sizes * (sizes - 1) // 2, sizes)  # by group size, capped by capacity
+    pairs = np.concatenate([_stratified(rows, mos, int(q), num_bins, rng)
+                            for rows, q in zip(groups, quota) if q > 0])
     pairs = _orient(pairs[rng.permutation(len(pairs))], mos)
     a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     return PairList(a, b, mos[a] - mos[b], str(table.benchmark))

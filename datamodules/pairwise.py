@@ -3,36 +3,53 @@
 * **fit** — training items are *pairs* (:class:`PairBatch`: two decoded clips, the target margin
   ``m* = MOS_a - MOS_b`` and, for SFT with reasoning, the rationale text); in ``mode="pointwise"``
   (the paper's pointwise ablation) they are single videos with their MOS (:class:`VideoBatch`).
-  Validation yields held-out pairs of the ``val_sets`` (teacher-forced losses).
-* **test / predict** — items are *single videos* (:class:`VideoBatch`); the
-  ``ComparisonGraphEvaluation`` callback forms the pairs itself through ``ranking/`` and fetches
-  clips with :meth:`PairwiseVideoDataModule.get_clip`.
+  The validation loader yields held-out *pairs* of the ``val_sets`` (teacher-forced losses); the
+  comparison-graph callback evaluates the same sets through :meth:`eval_sets` / :meth:`get_clip`.
+* **test / predict** — items are *single videos* (:class:`VideoBatch`, used to warm the frozen
+  encoders' caches); the ``ComparisonGraphEvaluation`` callback forms the pairs itself through
+  ``ranking/`` and fetches clips with :meth:`PairwiseVideoDataModule.get_clip`.
 
-Videos are decoded in ``Dataset.__getitem__`` (never in the module). A video that cannot be decoded
-is reported with its path: in training it is skipped (the next valid item is used) when
-``skip_bad_videos`` is set, else the error propagates; in evaluation it becomes ``clip=None`` with
-the reason in ``error`` so the callback can list it and keep going.
+Videos are decoded in ``Dataset.__getitem__`` (:mod:`datamodules.pair_datasets`), never in the
+module. Bad videos: see that module.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from datamodules.benchmarks import VideoTable, read_benchmark
-from datamodules.pairs import PairList, build_pairs, pairs_from_names
-from datamodules.video import Clip, VideoDecodeError, list_videos, load_clip
+from datamodules.benchmarks import VideoTable, read_benchmark, read_label_csv
+from datamodules.pair_datasets import (
+    BadVideos,
+    DecodeSettings,
+    PairBatch,
+    PairDataset,
+    VideoBatch,
+    VideoDataset,
+    collate_pairs,
+    collate_videos,
+)
+from datamodules.pairs import (
+    PairList,
+    attach_rationales,
+    build_pairs,
+    largest_remainder,
+    load_rationales,
+    pairs_from_annotations,
+)
+from datamodules.video import Clip, list_videos
 
-__all__ = ["BenchmarkSpec", "EvalSet", "PairBatch", "VideoBatch", "PairwiseVideoDataModule"]
+__all__ = ["BenchmarkSpec", "EvalSet", "PairBatch", "VideoBatch", "PairwiseVideoDataModule",
+           "read_spec", "table_from_videos"]
+
+MODES = ("pairwise", "pointwise")
+_SYNTHETIC_COLUMNS = {"content", "distortions", "severities"}
 
 
 @dataclass
@@ -40,11 +57,12 @@ class BenchmarkSpec:
     """One label list (+ video folder) as written in YAML.
 
     Attributes:
-        name: display/log name (``test/<name>/lsq_srcc``).
+        name: display/log name (``test/<name>/lsq_srcc``); unique within the datamodule.
         benchmark: reader name for :func:`datamodules.benchmarks.read_benchmark` (``csv`` for the
             synthetic benchmark and users' own lists; ``synthetic`` is an alias of ``csv``).
         label_file: label file; ``None`` uses the list bundled with the package.
-        video_root: folder the label file's video names are relative to.
+        video_root: folder the label file's video names are relative to (``csv``: default the
+            label file's folder).
         split: keep only rows of this split (LSVQ lists, synthetic ``split`` column).
         group: ``in_domain`` or ``out_of_domain`` (averages in the result tables).
     """
@@ -66,165 +84,6 @@ class EvalSet:
     group: str
 
 
-@dataclass
-class VideoBatch:
-    """Single videos (evaluation / prediction items, pointwise training)."""
-
-    clips: list[Clip | None]
-    index: torch.Tensor  # (B,) long, row in the benchmark's VideoTable
-    benchmark: list[str]
-    name: list[str]
-    mos: torch.Tensor  # (B,) float32, nan when unknown
-    error: list[str | None]
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-
-@dataclass
-class PairBatch:
-    """Ordered video pairs: the model sees ``a`` first and predicts ``MOS_a - MOS_b``."""
-
-    clips_a: list[Clip]
-    clips_b: list[Clip]
-    margin: torch.Tensor | None  # (B,) float32
-    rationale: list[str] | None
-    benchmark: list[str]
-    index_a: torch.Tensor  # (B,) long
-    index_b: torch.Tensor  # (B,) long
-
-    def __len__(self) -> int:
-        return len(self.clips_a)
-
-
-@dataclass
-class _DecodeSettings:
-    """How videos are decoded, plus an LRU of decoded clips.
-
-    Decoding dominates a tiny-model training step on CPU (~0.17 s per 32-frame clip), and a
-    training epoch shows each video ~2·pairs/videos times, so decoded clips are kept (per process:
-    each DataLoader worker holds its own LRU). ``cache_size=0`` disables it.
-    """
-
-    num_frames: int
-    motion_frames: int
-    size: int | None
-    motion_size: int | None
-    alpha: int
-    backend: str
-    cache_size: int = 0
-    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
-
-    def load(self, path: str) -> Clip:
-        if path in self._cache:
-            self._cache.move_to_end(path)
-            return self._cache[path]
-        clip = load_clip(path, num_frames=self.num_frames, motion_frames=self.motion_frames,
-                         size=self.size, motion_size=self.motion_size, alpha=self.alpha,
-                         backend=self.backend)
-        if self.cache_size > 0:
-            self._cache[path] = clip
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return clip
-
-
-@dataclass
-class _BadVideos:
-    """Paths that failed to decode, each warned about once."""
-
-    seen: dict[str, str] = field(default_factory=dict)
-
-    def add(self, err: VideoDecodeError) -> None:
-        path = str(getattr(err, "path", "?"))
-        if path not in self.seen:
-            self.seen[path] = str(getattr(err, "reason", err))
-            warnings.warn(f"skipping undecodable video {path}: {self.seen[path]}", stacklevel=3)
-
-
-class PairDataset(Dataset):
-    """Pairs of one table; decodes both clips per item."""
-
-    def __init__(self, table: VideoTable, pairs: PairList, rationales: list[str] | None,
-                 decode: _DecodeSettings, skip_bad: bool) -> None:
-        self.table, self.pairs, self.rationales = table, pairs, rationales
-        self.decode, self.skip_bad, self.bad = decode, skip_bad, _BadVideos()
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def _item(self, k: int) -> dict[str, Any]:
-        a, b = int(self.pairs.index_a[k]), int(self.pairs.index_b[k])
-        return {"clip_a": self.decode.load(self.table.paths[a]),
-                "clip_b": self.decode.load(self.table.paths[b]),
-                "margin": float(self.pairs.margin[k]), "index_a": a, "index_b": b,
-                "rationale": None if self.rationales is None else self.rationales[k],
-                "benchmark": self.table.benchmark}
-
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        for attempt in range(len(self)):
-            try:
-                return self._item((k + attempt) % len(self))
-            except VideoDecodeError as err:
-                if not self.skip_bad:
-                    raise
-                self.bad.add(err)
-        raise RuntimeError(f"no decodable pair left in {self.table.benchmark!r}: "
-                           f"bad videos {sorted(self.bad.seen)}")
-
-
-class VideoDataset(Dataset):
-    """Single videos of one table; an undecodable video becomes ``clip=None`` with its reason."""
-
-    def __init__(self, table: VideoTable, decode: _DecodeSettings, skip_bad: bool = False) -> None:
-        self.table, self.decode, self.skip_bad, self.bad = table, decode, skip_bad, _BadVideos()
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def _item(self, k: int) -> dict[str, Any]:
-        clip, error = None, None
-        try:
-            clip = self.decode.load(self.table.paths[k])
-        except VideoDecodeError as err:
-            self.bad.add(err)
-            error = str(err)
-        return {"clip": clip, "index": k, "benchmark": self.table.benchmark,
-                "name": self.table.names[k], "mos": float(self.table.mos[k]), "error": error}
-
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        item = self._item(k)
-        if not self.skip_bad or item["clip"] is not None:  # eval: keep the failure for reporting
-            return item
-        for attempt in range(1, len(self)):  # pointwise training: skip to the next valid video
-            item = self._item((k + attempt) % len(self))
-            if item["clip"] is not None:
-                return item
-        raise RuntimeError(f"no decodable video in {self.table.benchmark!r}")
-
-
-def collate_pairs(items: Sequence[dict[str, Any]]) -> PairBatch:
-    """Stack pair items into a :class:`PairBatch`."""
-    rationale = [it["rationale"] for it in items]
-    return PairBatch(
-        clips_a=[it["clip_a"] for it in items], clips_b=[it["clip_b"] for it in items],
-        margin=torch.tensor([it["margin"] for it in items], dtype=torch.float32),
-        rationale=None if any(r is None for r in rationale) else rationale,
-        benchmark=[it["benchmark"] for it in items],
-        index_a=torch.tensor([it["index_a"] for it in items], dtype=torch.long),
-        index_b=torch.tensor([it["index_b"] for it in items], dtype=torch.long))
-
-
-def collate_videos(items: Sequence[dict[str, Any]]) -> VideoBatch:
-    """Stack single-video items into a :class:`VideoBatch`."""
-    return VideoBatch(
-        clips=[it["clip"] for it in items],
-        index=torch.tensor([it["index"] for it in items], dtype=torch.long),
-        benchmark=[it["benchmark"] for it in items], name=[it["name"] for it in items],
-        mos=torch.tensor([it["mos"] for it in items], dtype=torch.float32),
-        error=[it["error"] for it in items])
-
-
 def _as_spec(spec: BenchmarkSpec | dict[str, Any]) -> BenchmarkSpec:
     return spec if isinstance(spec, BenchmarkSpec) else BenchmarkSpec(**spec)
 
@@ -240,38 +99,31 @@ def read_spec(spec: BenchmarkSpec) -> VideoTable:
     return table
 
 
-def table_from_videos(videos: str, anchors: str | None = None) -> VideoTable:
-    """Predict-time table: every video of a folder, or the rows of a ``video[,mos]`` csv."""
+def _unscored(names: list[str], paths: list[str]) -> VideoTable:
+    nan = np.full(len(names), np.nan)
+    return VideoTable("predict", names, paths, nan, nan.copy(), ["predict"] * len(names), [], {})
+
+
+def table_from_videos(videos: str) -> VideoTable:
+    """Predict-time table: every video of a folder, or the rows of a ``video[,mos]`` csv.
+
+    A csv's ``mos`` is optional (nan when absent or blank; nan too when it is not on 1–5 and the
+    file gives no scale, the raw values staying in ``mos_raw``); names are relative to its folder.
+    """
     path = Path(videos)
     if path.is_dir():
         files = list_videos(path)
         if not files:
             raise FileNotFoundError(f"no video files found in folder {path}")
-        names = [str(f.relative_to(path)) for f in files]
-        nan = np.full(len(files), np.nan)
-        return VideoTable(benchmark="predict", names=names, paths=[str(f) for f in files],
-                          mos=nan, mos_raw=nan.copy(), split=["predict"] * len(files),
-                          missing=[], extra={})
-    if path.is_file():
-        return _table_from_csv(path)
-    raise FileNotFoundError(f"--data.videos: {path} is neither a folder nor a csv file")
-
-
-def _table_from_csv(path: Path) -> VideoTable:
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    if "video" not in frame.columns:
-        raise ValueError(f"{path}: a video list needs a 'video' column, found {list(frame.columns)}")
-    if "mos" in frame.columns and frame["mos"].notna().all():
-        table = read_benchmark("csv", label_file=str(path), video_root=str(path.parent))
-    else:
-        names = [str(v) for v in frame["video"]]
-        nan = np.full(len(names), np.nan)
-        paths = [str(Path(n) if Path(n).is_absolute() else path.parent / n) for n in names]
-        table = VideoTable(benchmark="predict", names=names, paths=paths, mos=nan,
-                           mos_raw=nan.copy(), split=["predict"] * len(names), missing=[], extra={})
-    table.benchmark = "predict"
+        return _unscored([str(f.relative_to(path)) for f in files], [str(f) for f in files])
+    if not path.is_file():
+        raise FileNotFoundError(f"data.videos: {path} is neither a folder nor a csv file")
+    table = read_label_csv(path, "predict", require_scale=False, require_mos=False)
+    table.paths = [str(path.parent / n) for n in table.names]
+    table.missing = [n for n, p in zip(table.names, table.paths) if not Path(p).is_file()]
+    if len(table.missing) == len(table):
+        raise FileNotFoundError(f"none of the {len(table)} videos listed in {path} exist "
+                                f"(names are relative to {path.parent})")
     return table
 
 
@@ -281,29 +133,35 @@ class PairwiseVideoDataModule(LightningDataModule):
     Args:
         train_sets: label lists used for training pairs (pairs never cross lists or, within a list,
             the ``pair_group_key`` column, e.g. the synthetic benchmark's rating ``source``).
-        val_sets: held-out lists for validation pairs.
+        val_sets: held-out lists for validation pairs and the validation comparison graph.
         test_sets: lists evaluated by the comparison-graph callback at test time.
         videos: predict input: a folder of videos or a ``video[,mos]`` csv.
-        anchors: optional ``video,mos`` csv of videos with known MOS (score mapping at predict).
+        anchors: optional ``video,mos`` csv of videos with known MOS on the user's scale, stored
+            for the predict callback to map scores to that scale (:meth:`anchor_table`).
         mode: ``pairwise`` (default) or ``pointwise`` (single video + MOS, for the ablation).
-        num_train_pairs: training pairs per epoch (paper: 18k SFT, 60k GRPO prompts).
-        num_val_pairs: validation pairs per val set.
-        pair_seed: seed of the pair sampler.
-        pair_group_key: ``extra`` column delimiting calibration groups.
+        reasoning: attach rationales to training pairs (from ``rationale_file``, or generated for
+            the synthetic benchmark); ``False`` gives ``""`` for every pair (SFT w/o reasoning).
         rationale_file: JSONL of annotated rationales (``datamodules.annotate``); when given, the
-            annotated pairs are the training pairs.
+            annotated pairs are the training pairs (validation pairs are still sampled).
+        num_train_pairs: training pairs per epoch, split over ``train_sets`` by size (paper: 18k
+            SFT pairs, 60k GRPO prompts).
+        num_val_pairs: validation pairs, split over ``val_sets`` by size.
+        pair_seed: seed of the pair sampler (validation uses ``pair_seed + 1``).
+        pair_group_key: ``extra`` column delimiting calibration groups.
         batch_size: pairs (or videos) per training batch.
         eval_batch_size: videos per batch in test/predict (encoder warm-up pass).
         num_workers: DataLoader workers.
         num_frames: frames per video for the VLM (paper: 8).
         motion_frames: dense frames per video for SlowFast (paper: 64 motion tokens).
-        size: short side of the VLM frames.
-        motion_size: square side of the motion clip.
+        frame_size: short side of the VLM frames (``None``: native).
+        motion_size: square side of the motion clip (``None``: native short side).
         alpha: SlowFast speed ratio (motion length is a multiple of it).
         decode_backend: ``auto``, ``decord``, ``pyav`` or ``torchcodec``.
-        skip_bad_videos: skip undecodable training videos (listed once) instead of failing.
+        skip_bad_videos: skip undecodable training videos (each warned about once) instead of
+            failing; evaluation always keeps them as ``clip=None`` with the reason.
         clip_cache_size: decoded clips kept in memory (LRU, per process) by the datasets and
             :meth:`get_clip`; 0 disables. Real 224-px clips take ~12 MB each.
+        size: deprecated alias of ``frame_size`` (overrides it when given).
     """
 
     def __init__(
@@ -314,45 +172,46 @@ class PairwiseVideoDataModule(LightningDataModule):
         videos: str | None = None,
         anchors: str | None = None,
         mode: Literal["pairwise", "pointwise"] = "pairwise",
+        reasoning: bool = True,
+        rationale_file: str | None = None,
         num_train_pairs: int = 18000,
         num_val_pairs: int = 64,
         pair_seed: int = 0,
         pair_group_key: str | None = "source",
-        rationale_file: str | None = None,
         batch_size: int = 1,
         eval_batch_size: int = 4,
         num_workers: int = 0,
         num_frames: int = 8,
         motion_frames: int = 64,
-        size: int | None = 224,
+        frame_size: int | None = 224,
         motion_size: int | None = 224,
         alpha: int = 4,
         decode_backend: str = "auto",
         skip_bad_videos: bool = True,
         clip_cache_size: int = 64,
+        size: int | None = None,
     ) -> None:
         super().__init__()
-        if mode not in ("pairwise", "pointwise"):
-            raise ValueError(f"mode must be one of ['pairwise', 'pointwise'], got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         self.save_hyperparameters()
         self.train_specs = [_as_spec(s) for s in train_sets or []]
         self.val_specs = [_as_spec(s) for s in val_sets or []]
         self.test_specs = [_as_spec(s) for s in test_sets or []]
-        self.decode = _DecodeSettings(num_frames, motion_frames, size, motion_size, alpha,
-                                      decode_backend, clip_cache_size)
+        self.decode = DecodeSettings(num_frames, motion_frames, size if size is not None else frame_size,
+                                     motion_size, alpha, decode_backend, clip_cache_size)
         self._tables: dict[str, VideoTable] = {}
-        self._groups: dict[str, str] = {}
         self._datasets: dict[str, Dataset] = {}
-        self._clips: OrderedDict[tuple[str, int], Clip] = OrderedDict()
+        self._notes: dict[tuple[str, str], str] | None = None
 
     # ----------------------------------------------------------------- tables
     def _table(self, spec: BenchmarkSpec) -> VideoTable:
         if spec.name not in self._tables:
             self._tables[spec.name] = read_spec(spec)
-            self._groups[spec.name] = spec.group
         return self._tables[spec.name]
 
     def _check_no_leakage(self) -> None:
+        """No video of a val/test list may be a training video (compared by resolved path)."""
         train = {p for s in self.train_specs for p in self._table(s).paths}
         for spec in self.val_specs + self.test_specs:
             shared = train.intersection(self._table(spec).paths)
@@ -362,65 +221,86 @@ class PairwiseVideoDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:
-        """Read label lists and build datasets for ``stage`` (idempotent)."""
+        """Read label lists and build the datasets of ``stage`` (idempotent)."""
         if stage in (None, "fit") and "train" not in self._datasets:
             self._check_no_leakage()
             self._datasets["train"] = self._train_dataset(self.train_specs,
-                                                          self.hparams.num_train_pairs, 0)
+                                                          self.hparams.num_train_pairs, 0, True)
         if stage in (None, "fit", "validate") and "val" not in self._datasets and self.val_specs:
-            self._datasets["val"] = self._train_dataset(self.val_specs, self.hparams.num_val_pairs, 1)
+            self._datasets["val"] = self._train_dataset(self.val_specs, self.hparams.num_val_pairs,
+                                                        1, False)
         if stage in (None, "test") and "test" not in self._datasets:
             self._datasets["test"] = self._video_dataset(self.test_specs)
         if stage in (None, "predict") and "predict" not in self._datasets and self.hparams.videos:
             table = table_from_videos(self.hparams.videos)
-            self._tables["predict"], self._groups["predict"] = table, "predict"
+            self._tables["predict"] = table
             self._datasets["predict"] = VideoDataset(table, self.decode)
 
-    def _train_dataset(self, specs: list[BenchmarkSpec], num_pairs: int, offset: int) -> Dataset:
+    def _train_dataset(self, specs: list[BenchmarkSpec], num_pairs: int, offset: int,
+                       annotated: bool) -> Dataset:
+        """Pairs (or, pointwise, videos) of ``specs``; ``annotated``: use the rationale file."""
         if not specs:
             raise ValueError("fit needs at least one entry in data.train_sets")
+        skip = self.hparams.skip_bad_videos
         if self.hparams.mode == "pointwise":
-            return torch.utils.data.ConcatDataset(
-                [VideoDataset(self._table(s), self.decode, skip_bad=self.hparams.skip_bad_videos)
-                 for s in specs])
+            return ConcatDataset([VideoDataset(self._table(s), self.decode, skip_bad=skip)
+                                  for s in specs])
         sizes = np.array([len(self._table(s)) for s in specs], dtype=np.float64)
-        share = np.maximum(1, np.round(num_pairs * sizes / sizes.sum())).astype(int)
-        parts = [self._pair_dataset(s, int(k), self.hparams.pair_seed + offset)
-                 for s, k in zip(specs, share)]
-        return torch.utils.data.ConcatDataset(parts)
+        share = np.maximum(1, largest_remainder(num_pairs, sizes))
+        return ConcatDataset([self._pair_dataset(s, int(k), self.hparams.pair_seed + offset, annotated)
+                              for s, k in zip(specs, share)])
 
-    def _pair_dataset(self, spec: BenchmarkSpec, num_pairs: int, seed: int) -> PairDataset:
-        table = self._table(spec)
-        rationales = None
-        if self.hparams.rationale_file:
-            from datamodules.annotate import load_rationales
-
-            notes = load_rationales(self.hparams.rationale_file)
-            keyed = [k for k in notes if k[0] in set(table.names)]
-            pairs = pairs_from_names(table, keyed[:num_pairs])
-            rationales = [notes[k] for k in keyed[:num_pairs]]
+    def _pair_dataset(self, spec: BenchmarkSpec, num_pairs: int, seed: int,
+                      annotated: bool) -> PairDataset:
+        table, hp = self._table(spec), self.hparams
+        rationales: list[str] | None
+        if hp.rationale_file and annotated:
+            if self._notes is None:
+                self._notes = load_rationales(hp.rationale_file)
+            pairs, rationales = pairs_from_annotations(table, self._notes, num_pairs, seed,
+                                                       hp.pair_group_key)
         else:
-            pairs = build_pairs(table, num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
-            if {"distortions", "severities", "content"} <= set(table.extra):
-                from datamodules.synthetic import rationale_for_table
+            pairs = self._sample_present(table, num_pairs, seed)
+            rationales = self._generated_rationales(table, pairs)
+        if not hp.reasoning:
+            rationales = [""] * len(pairs)
+        return PairDataset(table, pairs, rationales, self.decode, hp.skip_bad_videos)
 
-                rng = np.random.default_rng(seed)
-                rationales = [rationale_for_table(table, int(a), int(b), float(m), rng=rng)
-                              for a, b, m in zip(pairs.index_a, pairs.index_b, pairs.margin)]
-        return PairDataset(table, pairs, rationales, self.decode, self.hparams.skip_bad_videos)
+    def _sample_present(self, table: VideoTable, num_pairs: int, seed: int) -> PairList:
+        """:func:`build_pairs` over the videos present on disk (absent ones warned about once)."""
+        if not table.missing:
+            return build_pairs(table, num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
+        absent = set(table.missing)
+        keep = np.array([k for k, n in enumerate(table.names) if n not in absent], dtype=np.int64)
+        warnings.warn(f"{table.benchmark!r}: {len(absent)} of {len(table)} listed videos are not on "
+                      f"disk (e.g. {table.paths[table.names.index(table.missing[0])]}); pairs use "
+                      "the other videos", stacklevel=3)
+        sub = build_pairs(table.subset(keep), num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
+        return PairList(keep[sub.index_a], keep[sub.index_b], sub.margin, table.benchmark)
+
+    def _generated_rationales(self, table: VideoTable, pairs: Any) -> list[str] | None:
+        """Synthetic tables get truthful rationales; others have none without a rationale file."""
+        if not self.hparams.reasoning:
+            return None
+        if _SYNTHETIC_COLUMNS <= set(table.extra):
+            from datamodules.synthetic import rationale_for_table
+
+            return attach_rationales(table, pairs, rationale_for_table)
+        warnings.warn(f"{table.benchmark!r}: no rationale source (set data.rationale_file, or "
+                      "reasoning=false); its pairs carry rationale=None", stacklevel=3)
+        return None
 
     def _video_dataset(self, specs: list[BenchmarkSpec]) -> Dataset:
-        return torch.utils.data.ConcatDataset([VideoDataset(self._table(s), self.decode)
-                                               for s in specs]) if specs else VideoDataset(
-            VideoTable("empty", [], [], np.zeros(0), np.zeros(0), [], [], {}), self.decode)
+        if not specs:
+            return VideoDataset(_unscored([], []), self.decode)
+        return ConcatDataset([VideoDataset(self._table(s), self.decode) for s in specs])
 
     # ------------------------------------------------------------ dataloaders
     def _loader(self, key: str, batch_size: int, shuffle: bool) -> DataLoader:
         if key not in self._datasets:
             self.setup({"train": "fit", "val": "validate"}.get(key, key))
-        dataset = self._datasets[key]
         pairwise = self.hparams.mode == "pairwise" and key in ("train", "val")
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+        return DataLoader(self._datasets[key], batch_size=batch_size, shuffle=shuffle,
                           num_workers=self.hparams.num_workers,
                           collate_fn=collate_pairs if pairwise else collate_videos,
                           persistent_workers=self.hparams.num_workers > 0)
@@ -436,47 +316,52 @@ class PairwiseVideoDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         if not self.hparams.videos:
-            raise ValueError("predict needs --data.init_args.videos <folder or csv>")
+            raise ValueError("predict needs --data.videos <folder or csv>")
         return self._loader("predict", self.hparams.eval_batch_size, shuffle=False)
 
     # ----------------------------------------------------- evaluation access
     def eval_sets(self, stage: str) -> list[EvalSet]:
-        """Benchmarks evaluated by the comparison-graph callback at ``stage``."""
+        """Benchmarks the comparison-graph callback evaluates at ``stage``.
+
+        Args:
+            stage: ``fit`` / ``validate`` (the val sets), ``test`` or ``predict``.
+        """
         if stage == "predict":
             self.setup("predict")
+            if "predict" not in self._tables:
+                raise ValueError("predict needs --data.videos <folder or csv>")
             return [EvalSet("predict", self._tables["predict"], "predict")]
-        specs = {"test": self.test_specs, "validate": self.val_specs,
-                 "fit": self.val_specs}.get(stage)
+        specs = {"test": self.test_specs, "validate": self.val_specs, "fit": self.val_specs}.get(stage)
         if specs is None:
             raise ValueError(f"stage must be one of ['fit', 'validate', 'test', 'predict'], got {stage!r}")
         return [EvalSet(s.name, self._table(s), s.group) for s in specs]
 
     def get_clip(self, benchmark: str, index: int) -> Clip:
-        """Decoded clip of row ``index`` of ``benchmark`` (LRU-cached; raises VideoDecodeError)."""
-        key = (benchmark, int(index))
-        if key in self._clips:
-            self._clips.move_to_end(key)
-            return self._clips[key]
+        """Decoded clip of row ``index`` of ``benchmark``.
+
+        Cached in the LRU of decoded clips (``clip_cache_size``; keyed by the row's path, which is
+        one-to-one with ``(benchmark, index)``). Raises ``VideoDecodeError`` for a bad video.
+        """
         if benchmark not in self._tables:
             raise KeyError(f"unknown benchmark {benchmark!r}; known: {sorted(self._tables)}")
-        clip = self.decode.load(self._tables[benchmark].paths[int(index)])
-        self._clips[key] = clip
-        while len(self._clips) > max(0, self.hparams.clip_cache_size):
-            self._clips.popitem(last=False)
-        return clip
+        table = self._tables[benchmark]
+        if not 0 <= int(index) < len(table):
+            raise IndexError(f"index {index} out of range for {benchmark!r} ({len(table)} videos)")
+        return self.decode.load(table.paths[int(index)])
 
     def anchor_table(self) -> VideoTable | None:
-        """Videos with known MOS for mapping predicted scores to a user's scale (or ``None``)."""
+        """Videos with known MOS on the user's scale (``mos_raw``), or ``None`` without anchors."""
         if not self.hparams.anchors:
             return None
-        return read_benchmark("csv", label_file=self.hparams.anchors,
-                              video_root=str(Path(self.hparams.anchors).parent))
+        table = read_label_csv(self.hparams.anchors, "anchors", require_scale=False)
+        table.paths = [str(Path(self.hparams.anchors).parent / n) for n in table.names]
+        return table
 
     def bad_videos(self) -> dict[str, str]:
         """Undecodable videos met so far in this process (path → reason)."""
         out: dict[str, str] = {}
         for ds in self._datasets.values():
             for part in getattr(ds, "datasets", [ds]):
-                out.update(getattr(part, "bad", _BadVideos()).seen)
+                out.update(getattr(part, "bad", BadVideos()).seen)
         return out
 

@@ -28,8 +28,8 @@ def check_pairs(pairs: np.ndarray, num_items: int) -> np.ndarray:
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise ValueError("pairs must hold integer item indices")
     arr = arr.astype(np.int64, copy=False)
-    bad = (arr[:, 0] < 0) | (arr[:, 0] >= num_items) | (arr[:, 1] < 0) | (arr[:, 1] >= num_items)
-    if bad.any():
+    if arr.min() < 0 or arr.max() >= num_items:  # cheap scan first, details only on failure
+        bad = (arr < 0).any(axis=1) | (arr >= num_items).any(axis=1)
         k = _first(bad)
         raise ValueError(f"{int(bad.sum())} pairs have an index outside [0, {num_items}) "
                          f"(first: edge {k} = {tuple(arr[k].tolist())})")
@@ -54,8 +54,8 @@ def check_values(values: np.ndarray | None, num_edges: int, what: str,
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.shape[0] != num_edges:
         raise ValueError(f"{what} has {arr.shape[0]} entries but there are {num_edges} pairs")
-    bad = ~np.isfinite(arr)
-    if bad.any():
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():  # sum: one cheap pass
+        bad = ~np.isfinite(arr)
         k = _first(bad)
         raise ValueError(f"{int(bad.sum())} {what} are NaN/inf (first: edge {k} = {arr[k]})")
     if positive and (arr <= 0).any():

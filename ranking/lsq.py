@@ -5,10 +5,11 @@ incidence matrix ``A`` (E, N) and per-edge weights ``W`` the normal equations ar
 graph Laplacian system ``L s = A^T W m`` with ``L = A^T W A``. ``L`` is singular (constants per
 connected component), so each component is solved with its own zero mean.
 
-Speed: the Laplacian is assembled directly in CSR form (a counting sort of the ``2E`` directed
-half-edges, no duplicate summation — a CSR mat-vec sums duplicates anyway) and solved with
-Jacobi-preconditioned conjugate gradients. Convergence is judged on the *true* residual
-``||b - L s|| / ||b||`` recomputed after CG stops, never on the recurrence alone.
+Speed (see :mod:`ranking._kernels`): the Laplacian is assembled directly in CSR form by a
+cache-blocked two-pass counting sort of the ``2E`` half-edges (no duplicate summation) and
+solved with float32 Jacobi-preconditioned conjugate gradients plus float64 refinement.
+Convergence is judged on the *true* residual ``||b - L s|| / ||b||`` recomputed after CG
+stops, never on the recurrence alone.
 """
 
 from __future__ import annotations
@@ -18,14 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from ranking._checks import check_graph
-
-try:  # the C++ counting sort behind scipy's COO->CSR conversion, without sum_duplicates
-    from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
-except ImportError:  # pragma: no cover - depends on scipy internals
-    _coo_tocsr = None
+from ranking._kernels import NegLaplacian, exact_components, neg_laplacian, pcg32
 
 
 @dataclass
@@ -56,41 +52,20 @@ def laplacian_csr(pairs: np.ndarray, num_items: int, weights: np.ndarray | None 
                   ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Off-diagonal adjacency ``W_adj`` (CSR, symmetric, float32) and degrees ``d`` (float64).
 
-    ``L = diag(d) - W_adj``. Duplicate edges stay duplicate entries (mat-vecs sum them). The
-    adjacency is float32 because the solve is memory-bound (half the bytes per mat-vec); the
-    true residual is recomputed in float64 from the edge list, and refinement steps on it
-    recover float64 accuracy.
+    ``L = diag(d) - W_adj``. Duplicate edges stay duplicate entries (mat-vecs sum them).
 
     >>> adj, deg = laplacian_csr(np.array([[0, 1], [1, 2]]), 3)
     >>> adj.toarray().tolist(), deg.tolist()
     ([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], [1.0, 2.0, 1.0])
     """
-    n, e = int(num_items), pairs.shape[0]
-    idx_type = np.int32 if max(n, 2 * e) < 2**31 - 1 else np.int64
-    rows = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(idx_type)
-    cols = np.concatenate([pairs[:, 1], pairs[:, 0]]).astype(idx_type)
-    w = np.ones(e) if weights is None else weights
-    deg = np.bincount(pairs[:, 0], weights=w, minlength=n)
-    deg += np.bincount(pairs[:, 1], weights=w, minlength=n)
-    w32 = w.astype(np.float32)
-    vals = np.concatenate([w32, w32])
-    if _coo_tocsr is None:  # pragma: no cover
-        adj = sp.csr_matrix(sp.coo_matrix((vals, (rows, cols)), shape=(n, n)))
-        return adj, deg
-    indptr = np.empty(n + 1, dtype=idx_type)
-    indices = np.empty(2 * e, dtype=idx_type)
-    data = np.empty(2 * e, dtype=np.float32)
-    _coo_tocsr(n, n, 2 * e, rows, cols, vals, indptr, indices, data)
-    adj = sp.csr_matrix((data, indices, indptr), shape=(n, n), copy=False)
-    return adj, deg
+    op = neg_laplacian(np.asarray(pairs).reshape(-1, 2), int(num_items), weights)
+    n = int(num_items)
+    return sp.csr_matrix((-op.data32, op.indices, op.indptr), shape=(n, n)), op.deg
 
 
 def components_csr(adj: sp.csr_matrix, deg: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected-component labels ``(N,)`` and their count from a symmetric CSR pattern.
 
-    Fast path: a breadth-first sweep from the first item with an edge, one CSR mat-vec per
-    level (C speed, bandwidth-bound); when it reaches every item that has an edge the graph is
-    one component plus isolated singletons. Otherwise scipy's exact labelling is used.
     Labels are renumbered ``0..C-1`` in order of each component's first item.
 
     >>> adj, deg = laplacian_csr(np.array([[0, 1], [3, 4]]), 5)
@@ -98,84 +73,15 @@ def components_csr(adj: sp.csr_matrix, deg: np.ndarray) -> tuple[np.ndarray, int
     >>> labels.tolist(), count
     ([0, 0, 1, 2, 2], 3)
     """
-    n = adj.shape[0]
-    has_edge = deg > 0
-    if not has_edge.any():
-        return np.arange(n, dtype=np.int64), n
-    reached = np.zeros(n, dtype=adj.dtype)
-    reached[int(np.argmax(has_edge))] = 1.0
-    total_old, target = 1, int(has_edge.sum())
-    while total_old < target:
-        np.maximum(reached, adj @ reached > 0, out=reached)
-        total = int(np.count_nonzero(reached))
-        if total == total_old:
-            break
-        total_old = total
-    if total_old == target:
-        first = int(np.argmax(has_edge))
-        starts = ~has_edge  # every isolated item opens its own component, as does `first`
-        starts[first] = True
-        labels = np.cumsum(starts) - 1
-        labels[has_edge] = labels[first]
-        return labels.astype(np.int64), n - target + 1
-    count, labels = connected_components(adj, directed=False)
-    _, first_pos, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.argsort(np.argsort(first_pos))
-    return rank[inverse].astype(np.int64), int(count)
+    neg = -np.abs(adj.data).astype(np.float32)
+    op = NegLaplacian(adj.indptr, adj.indices, neg, None, np.asarray(deg))
+    return exact_components(op)
 
 
-def _edge_matvec(pairs: np.ndarray, w: np.ndarray | None, x: np.ndarray) -> np.ndarray:
-    """``L x = A^T W A x`` in exact float64 straight from the edge list (for the residual)."""
-    diff = x[pairs[:, 0]] - x[pairs[:, 1]]
-    if w is not None:
-        diff *= w
-    out = np.bincount(pairs[:, 0], weights=diff, minlength=len(x))
-    out -= np.bincount(pairs[:, 1], weights=diff, minlength=len(x))
-    return out
-
-
-def _pcg(adj: sp.csr_matrix, deg: np.ndarray, b: np.ndarray, tol: float, maxiter: int
-         ) -> tuple[np.ndarray, int]:
-    """Jacobi-preconditioned CG on ``(diag(deg) - adj) x = b`` in float32; ``(x, iterations)``.
-
-    Items with ``deg == 0`` have ``b == 0`` and stay at 0. Vectors are preallocated and updated
-    in place: at N = 10^6 fresh allocations (page faults) cost more than the arithmetic.
-    """
-    f32 = np.float32
-    d = deg.astype(f32)
-    inv_d = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
-    x = np.zeros_like(d)
-    r = b.astype(f32)
-    z = r * inv_d
-    p = z.copy()
-    q = np.empty_like(d)
-    rz = float(r @ z)
-    stop = (tol * float(np.linalg.norm(b))) ** 2
-    for it in range(1, maxiter + 1):
-        np.multiply(d, p, out=q)
-        q -= adj @ p  # q = L p
-        pq = float(p @ q)
-        if pq <= 0.0 or rz == 0.0:  # exact solution reached (or b == 0)
-            return x.astype(np.float64), it
-        alpha = f32(rz / pq)
-        x += alpha * p
-        r -= alpha * q
-        if float(r @ r) <= stop:
-            return x.astype(np.float64), it
-        np.multiply(r, inv_d, out=z)
-        rz_new = float(r @ z)
-        if rz_new == 0.0:
-            return x.astype(np.float64), it
-        p *= f32(rz_new / rz)
-        p += z
-        rz = rz_new
-    return x.astype(np.float64), maxiter
-
-
-def _true_residual(pairs: np.ndarray, w: np.ndarray | None, b: np.ndarray, x: np.ndarray
+def _true_residual(op: NegLaplacian, b: np.ndarray, x: np.ndarray, buf: np.ndarray
                    ) -> tuple[np.ndarray, float]:
-    """Residual vector ``b - L x`` and ``||b - L x|| / ||b||`` (0 when ``b`` is 0), float64."""
-    res = b - _edge_matvec(pairs, w, x)
+    """Residual ``b - L x`` in float64 with the exact weights, and ``||b - L x|| / ||b||``."""
+    res = np.subtract(b, op.matvec(x, buf), out=buf)
     norm_b = float(np.linalg.norm(b))
     return res, (float(np.linalg.norm(res)) / norm_b if norm_b > 0 else 0.0)
 
@@ -221,23 +127,26 @@ def lsq_solve(pairs: np.ndarray, margins: np.ndarray, num_items: int,
     """
     arr, m, w = check_graph(pairs, margins, num_items, weights)
     n = int(num_items)
-    adj, deg = laplacian_csr(arr, n, w)
+    if w is not None:  # scaling all weights leaves the solution unchanged; keeps float32 sane
+        w = w / float(w.max())
+    op = neg_laplacian(arr, n, w)
     wm = m if w is None else w * m
     b = np.bincount(arr[:, 0], weights=wm, minlength=n)
     b -= np.bincount(arr[:, 1], weights=wm, minlength=n)
-    labels, count = components_csr(adj, deg)
-    x, iterations = _pcg(adj, deg, b, max(tol, 1e-6), maxiter)
-    res, residual = _true_residual(arr, w, b, x)
+    labels, count = exact_components(op)
+    x, iterations = pcg32(op, b, max(tol, 1e-6), maxiter)
+    buf = np.empty(n)
+    res, residual = _true_residual(op, b, x, buf)
     for _ in range(refinements):  # mixed-precision iterative refinement on the true residual
         if residual <= tol:
             break
         _center(res, labels, count)  # keep the correction's right-hand side in range(L)
-        dx, its = _pcg(adj, deg, res, max(tol / max(residual, tol), 1e-6), maxiter)
+        dx, its = pcg32(op, res, max(tol / max(residual, tol), 1e-6), maxiter)
         x += dx
         iterations += its
-        res, residual = _true_residual(arr, w, b, x)
+        res, residual = _true_residual(op, b, x, buf)
     _center(x, labels, count)
-    isolated = np.flatnonzero(deg == 0)
+    isolated = np.flatnonzero(op.deg == 0)
     sizes = np.bincount(labels, minlength=count)
     if warn and count > 1:
         _warn_disconnected(sizes, isolated)

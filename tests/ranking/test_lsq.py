@@ -83,3 +83,19 @@ def test_disconnected_and_isolated_are_reported() -> None:
 def test_bad_input_errors(pairs: list, margins: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         lsq_scores(np.array(pairs), np.array(margins), 3)
+
+
+def test_components_match_scipy_on_larger_split_graph() -> None:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    n = 5000  # two random components (beyond the small-frontier BFS) plus isolated items
+    p = np.concatenate([_graph(2000, 6000, 3), _graph(2500, 7000, 4) + 2000])
+    m = np.random.default_rng(5).normal(size=len(p))
+    with pytest.warns(RuntimeWarning, match="disconnected"):
+        res = lsq_solve(p, m, n)
+    _, ref = connected_components(coo_matrix((np.ones(len(p)), p.T), shape=(n, n)), directed=False)
+    assert res.num_components == 2 + 500
+    assert len(np.unique(ref[res.components == 0])) == 1 and res.components[2000] == 1
+    for c in (0, 1):
+        assert abs(res.scores[res.components == c].mean()) < 1e-9
+    assert res.converged

@@ -47,12 +47,23 @@ class ConvergenceResult:
 def stable_index(values: Sequence[float], band: float) -> int:
     """First index from which every later value is within ``band`` of the last one.
 
+    Returns ``len(values)`` (never stable) when the last value is not finite, e.g. a correlation
+    undefined because an aggregator returned constant scores.
+
     >>> stable_index([0.5, 0.9, 0.8, 0.897, 0.9], 0.005)
     3
+    >>> stable_index([0.5, float("nan")], 0.005)
+    2
     """
     v = np.asarray(values, dtype=np.float64)
     outside = np.flatnonzero(~(np.abs(v - v[-1]) <= band))
     return int(outside[-1] + 1) if len(outside) else 0
+
+
+def _stable_size(sizes: list[int], values: list[float], band: float) -> int | None:
+    """Edge count from which ``values`` stay in the band; ``None`` if it never stabilises."""
+    k = stable_index(values, band)
+    return sizes[k] if k < len(sizes) else None
 
 
 def convergence(pairs: np.ndarray, margins: np.ndarray, mos: np.ndarray,
@@ -98,5 +109,5 @@ def convergence(pairs: np.ndarray, margins: np.ndarray, mos: np.ndarray,
             curve["srcc"].append(c["srcc"])
             curve["plcc"].append(c["plcc"])
         result.curves[name] = curve
-        result.stable_at[name] = {k: sizes[stable_index(v, band)] for k, v in curve.items()}
+        result.stable_at[name] = {k: _stable_size(sizes, v, band) for k, v in curve.items()}
     return result

@@ -21,3 +21,16 @@ def test_lsq_converges_and_output_is_json() -> None:
     json.dumps(res.to_dict())
     with pytest.raises(ValueError, match="allowed"):
         convergence(pairs, margins, mos, ["median"])
+
+
+def test_constant_aggregator_is_never_stable_instead_of_crashing() -> None:
+    import numpy as np
+
+    from ranking import convergence
+
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(1, 5, 20)
+    pairs = np.stack([np.arange(20), np.roll(np.arange(20), 1)], 1)
+    flat = {"flat": lambda p, m, n: np.zeros(n)}  # constant scores: correlation undefined (NaN)
+    res = convergence(pairs, mos[pairs[:, 0]] - mos[pairs[:, 1]], mos, flat, steps=[10, 20])
+    assert res.stable_at["flat"]["srcc"] is None

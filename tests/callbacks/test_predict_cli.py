@@ -50,7 +50,7 @@ def _pairs(journal: Path) -> list[tuple[int, int]]:
     return [(r["i"], r["j"]) for r in lines if r.get("type") == "pair"]
 
 
-@pytest.mark.slow
+
 def test_predict_cli_writes_leaderboard_and_lists_bad_video(tmp_path: Path) -> None:
     import run
 
@@ -70,7 +70,7 @@ def test_predict_cli_writes_leaderboard_and_lists_bad_video(tmp_path: Path) -> N
     assert len(pairs) == 6 == len(set(pairs))  # 4 decodable clips: every pair once
 
 
-@pytest.mark.slow
+
 def test_predict_killed_and_rerun_repeats_no_comparison(tmp_path: Path) -> None:
     videos = _write_clips(tmp_path / "videos", 8)  # 28 pairs in rounds of 8 (conf/predict.yaml)
     cmd = [sys.executable, "run.py", "predict", *CONFIGS, "--data.videos", str(videos)]

@@ -1,7 +1,7 @@
 """``python run.py predict`` end to end with the tiny model on generated clips (+ one corrupt file).
 
-Both tests run the real CLI on CPU (tiny Qwen3-VL-architecture model, no download); they take
-tens of seconds each, hence ``slow``.
+Both tests run the real CLI on CPU (tiny Qwen3-VL-architecture model, no download), ~25 s each;
+they are part of the default suite because kill-and-resume is a contract users rely on.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 import ranking
 from callbacks import figures, tables
 from callbacks import leaderboard as lb
-from callbacks.journal import Journal, JournalIdentity, JournalLockedError, items_digest, slug
+from callbacks.journal import Journal, JournalIdentity, items_digest, slug
 from callbacks.oracle import JournaledOracle, score_pointwise
 from callbacks.outcome import BAD_COLUMNS, BenchmarkOutcome, bad_rows, metrics, result_rows
 from ranking import AGGREGATOR_NAMES, AggregatorName, SamplerName
@@ -223,7 +223,7 @@ class ComparisonGraphEvaluation(Callback):
         if trainer.is_global_zero:
             try:
                 journal = Journal(path, identity, label, lock_timeout=self.lock_timeout)
-            except (JournalLockedError, ValueError) as err:
+            except Exception as err:  # any failure: re-raised on every rank, none left waiting
                 error = err
         state = journal.state if journal is not None else None
         state, error = trainer.strategy.broadcast((state, error), src=0)

@@ -60,7 +60,7 @@ def answers_of(output: Sequence[Any]) -> list[Answer]:
     [(0.5, 'a', True)]
     """
     values = output[0].detach().float().cpu().tolist()  # (B,)
-    forced = output[2].bool().tolist() if len(output) > 2 else [False] * len(values)  # (B,)
+    forced = torch.as_tensor(output[2]).bool().tolist() if len(output) > 2 else [False] * len(values)
     return [(float(v), str(t), bool(f)) for v, t, f in zip(values, output[1], forced)]
 
 

@@ -97,7 +97,7 @@ def leaderboard_rows(
             a, b = mapping
             lo, hi = sorted((a * row["ci_low"] + b, a * row["ci_high"] + b))
             row.update(
-                score_mapped=round(a * s[k] + b, 6),
+                score_mapped=round(float(a * s[k] + b), 6),
                 mapped_ci_low=round(lo, 6),
                 mapped_ci_high=round(hi, 6),
             )

@@ -319,3 +319,14 @@ def test_bad_choices_are_rejected_at_parse_time_and_at_run_time(key: str, value:
         parser.parse_args([f"--cb.{key}={json.dumps(value)}"])
     with pytest.raises(ValueError, match="allowed"):
         ComparisonGraphEvaluation(**{key: value})
+
+
+def test_model_identity_must_be_json(fakes: Any) -> None:
+    from callbacks.evaluation import model_identity
+
+    model = fakes.Oracle({})
+    assert model_identity(model) == model.comparison_identity()
+    assert model_identity(fakes.NoIdentityOracle({})) == {"checkpoint_id": "ckpt:fake:0"}
+    model.comparison_identity = lambda: {"weights": object()}  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="MosOracle.comparison_identity.*JSON"):
+        model_identity(model)

@@ -240,12 +240,10 @@ class JournalLock:
     @staticmethod
     def _busy_message(what: str, holder: dict[str, Any], timeout: float) -> str:
         waited = f"after waiting {timeout:g} s" if timeout > 0 else "(lock_timeout is 0)"
-        return (
-            f"{what} is in use by another run {waited}: pid {holder.get('pid', '?')} on "
-            f"{holder.get('host', '?')} since {holder.get('since', '?')}, command: "
-            f"{holder.get('command', '?')!r}. Wait for it to finish, give this run more "
-            "lock_timeout, or another journal_dir."
-        )
+        who = {k: holder.get(k, "?") for k in ("pid", "host", "since", "command")}
+        return (f"{what} is in use by another run {waited}: pid {who['pid']} on {who['host']} "
+                f"since {who['since']}, command: {who['command']!r}. Wait for it to finish, "
+                "give this run more lock_timeout, or another journal_dir.")
 
     def release(self) -> None:
         """Unlock (idempotent); the file stays."""

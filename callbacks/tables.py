@@ -42,15 +42,9 @@ PAPER_COLUMNS: dict[str, tuple[str, str]] = {
     "waterlooivc4k": ("W-IVC-4K", OUT_OF_DOMAIN),
     "vdpve": ("VDPVE", OUT_OF_DOMAIN),
 }
-ALIASES = {
-    "konvid": "konvid1k",
-    "ytgaming": "liveytgaming",
-    "wivc4k": "waterlooivc4k",
-    "waterloo4k": "waterlooivc4k",
-    "lsvq": "lsvqtest",
-    "lsvqtest1080p": "lsvq1080p",
-    "vqc": "livevqc",
-}
+ALIASES = {"konvid": "konvid1k", "ytgaming": "liveytgaming", "wivc4k": "waterlooivc4k",
+           "waterloo4k": "waterlooivc4k", "lsvq": "lsvqtest", "lsvqtest1080p": "lsvq1080p",
+           "vqc": "livevqc"}
 AGGREGATOR_LABELS = {
     "winrate": "Win-rate Ranking",
     "elo": "Elo Rating",

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import torch
 
 from callbacks.rollout import RolloutCallback
+from datamodules.pair_datasets import PairBatch
 from datamodules.video import Clip
 from lightning_modules.versusq import VersusQModule
 
@@ -34,8 +35,8 @@ def _clip(i: int, motion_frames: int) -> Clip:
     return Clip(f"v{i}.mp4", f"k{i}", frames, motion, 24.0, 48, 2.0, 32, 32, 0, False, "synthetic")
 
 
-def _batch(pairs: int, motion_frames: int) -> SimpleNamespace:
-    return SimpleNamespace(
+def _batch(pairs: int, motion_frames: int) -> PairBatch:
+    return PairBatch(
         clips_a=[_clip(2 * i, motion_frames) for i in range(pairs)],
         clips_b=[_clip(2 * i + 1, motion_frames) for i in range(pairs)],
         margin=torch.linspace(-1.0, 1.0, pairs),
@@ -49,11 +50,10 @@ def _batch(pairs: int, motion_frames: int) -> SimpleNamespace:
 def run(steps: int, pairs: int, generations: int, max_new_tokens: int, motion_frames: int) -> dict:
     """Time ``steps`` rollouts and ``steps`` full MC-GRPO steps (rollout + update)."""
     torch.manual_seed(0)
-    module = VersusQModule(motion_frames=motion_frames, phase="mcgrpo", num_generations=generations)
+    module = VersusQModule(motion_frames=motion_frames, phase="mcgrpo", num_generations=generations,
+                           max_new_tokens=max_new_tokens)
     module.log_dict = lambda metrics, **kw: None  # no Trainer here
-    callback = RolloutCallback(
-        engine="hf", num_generations=generations, max_new_tokens=max_new_tokens
-    )
+    callback = RolloutCallback(engine="hf")  # G and the token budget are the module's
     callback.setup(SimpleNamespace(global_step=0), module, "fit")  # type: ignore[arg-type]
     batch = _batch(pairs, motion_frames)
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
@@ -68,7 +68,7 @@ def run(steps: int, pairs: int, generations: int, max_new_tokens: int, motion_fr
 
     start = time.perf_counter()
     for step in range(steps):
-        loss = module._mcgrpo_step(batch, step)
+        loss = module.training_step(batch, step)
         opt.zero_grad()
         loss.backward()
         opt.step()

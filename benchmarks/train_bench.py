@@ -16,13 +16,13 @@ import json
 import resource
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from datamodules.pair_datasets import PairBatch
 from datamodules.synthetic import generate_benchmark, make_rationale
 from datamodules.video import load_clip
 from lightning_modules.versusq import VersusQModule
@@ -46,13 +46,13 @@ def _info(row: pd.Series) -> dict[str, Any]:
             "severities": [float(s) for s in split(row["severities"])]}
 
 
-def pair_batch(df: pd.DataFrame, clips: list[Any], pairs: np.ndarray) -> SimpleNamespace:
-    """A PairBatch-shaped namespace for rows ``pairs[:, 0]`` vs ``pairs[:, 1]``."""
+def pair_batch(df: pd.DataFrame, clips: list[Any], pairs: np.ndarray) -> PairBatch:
+    """The ``PairBatch`` of rows ``pairs[:, 0]`` vs ``pairs[:, 1]``."""
     margin = torch.tensor([df.mos5[i] - df.mos5[j] for i, j in pairs], dtype=torch.float32)
     rationale = [make_rationale(_info(df.iloc[i]), _info(df.iloc[j]), float(m)) for (i, j), m in zip(pairs, margin)]
-    return SimpleNamespace(clips_a=[clips[i] for i, _ in pairs], clips_b=[clips[j] for _, j in pairs],
-                           margin=margin, rationale=rationale, benchmark=["synthetic"] * len(pairs),
-                           index_a=torch.tensor(pairs[:, 0]), index_b=torch.tensor(pairs[:, 1]))
+    return PairBatch(clips_a=[clips[i] for i, _ in pairs], clips_b=[clips[j] for _, j in pairs],
+                     margin=margin, rationale=rationale, benchmark=["synthetic"] * len(pairs),
+                     index_a=torch.tensor(pairs[:, 0]), index_b=torch.tensor(pairs[:, 1]))
 
 
 def random_pairs(rows: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -87,16 +87,17 @@ def train(model: VersusQModule, df: pd.DataFrame, clips: list[Any], steps: int, 
 
 def eval_pass(model: VersusQModule, df: pd.DataFrame, clips: list[Any], cache: bool, batch: int) -> dict[str, float]:
     """5N random pairs through ``predict_margin``; encoder calls per video with/without the cache."""
-    model.cache.clear()
-    model.encoders.cache = model.cache if cache else None
+    net = model.model
+    net.cache.clear()
+    net.encoders.cache = net.cache if cache else None
     n = len(clips)
     pairs = random_pairs(np.arange(n), 5 * n, np.random.default_rng(2))
-    before = model.encoder_calls
+    before = net.encoder_calls
     start = time.perf_counter()
     for k in range(0, len(pairs), batch):
         model.predict_margin(pair_batch(df, clips, pairs[k:k + batch]))
-    calls = {key: (model.encoder_calls[key] - before[key]) / n for key in before}
-    model.encoders.cache = model.cache
+    calls = {key: (net.encoder_calls[key] - before[key]) / n for key in before}
+    net.encoders.cache = net.cache
     return {"videos": n, "pairs": len(pairs), "vision_calls_per_video": calls["vision"],
             "motion_calls_per_video": calls["motion"], "pairs_per_s": len(pairs) / (time.perf_counter() - start)}
 

@@ -6,7 +6,7 @@ VersusQ's prompt holds the 2x8 video frames (Qwen3-VL vision tokens) *and* 2x64 
 tokens injected through the trainable motion projector; the motion tokens are not a stock vLLM
 modality. We send each prompt as **prompt embeddings**: the training module assembles the full
 input-embedding sequence exactly as for its own forward pass (text embeddings with vision and
-motion features already scattered in, ``pl_module.prompt_embeds(inputs)``), and vLLM receives
+motion features already scattered in, ``pl_module.model.prompt_embeds(inputs)``), and vLLM receives
 ``{"prompt_embeds": tensor (L, d)}`` with ``LLM(enable_prompt_embeds=True)``. This needs no
 custom vLLM model class and the motion projector / vision tower never have to be copied into
 the engine; vLLM only hosts the language model whose weights we push.
@@ -45,7 +45,8 @@ import torch
 from lightning_utilities.core.imports import RequirementCache
 from torch import nn
 
-from callbacks.rollout import Rollouts
+from lightning_modules import template as tpl
+from lightning_modules.mcgrpo import Rollouts
 
 _VLLM_AVAILABLE = RequirementCache("vllm>=0.11")
 VLLM_INSTALL = "pip install 'versusq[vllm]'  (or: pip install vllm)"
@@ -130,7 +131,7 @@ def parse_vllm_outputs(
             logp[i, : len(tokens)] = torch.tensor(
                 [_sampled_logprob(pos, tok) for pos, tok in zip(c.logprobs, tokens)]
             )
-    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (N, T)
+    mask = tpl.lengths_to_mask(lengths, width)  # (N, T)
     return Rollouts(
         response_ids=ids,
         response_mask=mask,
@@ -190,7 +191,8 @@ class VLLMRollout:
     Args:
         model: HF checkpoint (name or exported directory) vLLM loads; the first sync overwrites
             its weights with the training policy's.
-        stop, temperature, top_p, max_new_tokens: sampling settings (see ``RolloutCallback``).
+        stop: the text that ends a rollout (the template's ``<answer>``).
+        temperature, top_p: sampling settings (see ``RolloutCallback``).
         gpu_memory_utilization: fraction of GPU memory vLLM may take (colocated: keep low).
         enable_sleep_mode: offload the engine (``sleep(level=1)``) between rollouts.
         max_model_len, dtype, seed: passed to ``vllm.LLM``.
@@ -205,7 +207,6 @@ class VLLMRollout:
         stop: str = "<answer>",
         temperature: float = 1.0,
         top_p: float = 1.0,
-        max_new_tokens: int = 256,
         gpu_memory_utilization: float = 0.3,
         enable_sleep_mode: bool = True,
         max_model_len: int | None = None,
@@ -220,12 +221,7 @@ class VLLMRollout:
             if not model:
                 raise ValueError("VLLMRollout: `model` (HF checkpoint vLLM loads) is required")
         self.model = model
-        self.sampling = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_new_tokens": max_new_tokens,
-            "stop": stop,
-        }
+        self.sampling = {"temperature": temperature, "top_p": top_p, "stop": stop}
         self.llm_args = {
             "gpu_memory_utilization": gpu_memory_utilization,
             "enable_sleep_mode": enable_sleep_mode,
@@ -269,13 +265,12 @@ class VLLMRollout:
         return True
 
     @torch.no_grad()
-    def generate(self, pl_module: Any, batch: Any, num_generations: int) -> Rollouts:
-        """Sample ``num_generations`` responses per prompt of ``batch``."""
+    def generate(self, policy: Any, batch: Any, num_generations: int, max_new_tokens: int) -> Rollouts:
+        """Sample ``num_generations`` responses per prompt of ``batch`` (``policy``: the model)."""
         llm = self._engine()
-        inputs = pl_module.build_prompt_inputs(batch)
-        sampling = dict(self.sampling)
+        inputs = policy.build_prompt_inputs(batch)
         prompts, kwargs = build_vllm_requests(
-            pl_module.prompt_embeds(inputs), num_generations, **sampling
+            policy.prompt_embeds(inputs), num_generations, max_new_tokens=max_new_tokens, **self.sampling
         )
         from vllm import SamplingParams
 
@@ -286,15 +281,15 @@ class VLLMRollout:
         elapsed = time.perf_counter() - start
         if self.sleep_mode:
             llm.sleep(level=1)
-        pad = pl_module.tokenizer.pad_token_id
+        pad = policy.tokenizer.pad_token_id
         r = parse_vllm_outputs(outputs, num_generations, pad, elapsed)
-        device = pl_module.device
+        device = policy.device
         r.response_ids, r.response_mask = r.response_ids.to(device), r.response_mask.to(device)
         r.prompt_index = r.prompt_index.to(device)
         # old-policy log-probs from the training model itself (exact, see module docstring);
         # the engine's are kept to monitor the engine/trainer gap
         r.engine_logprobs = r.old_logprobs.to(device)
-        logp = pl_module.response_logprobs(inputs, r.response_ids, r.response_mask)
+        logp = policy.response_logprobs(inputs, r.response_ids, r.response_mask)
         r.old_logprobs = (logp.float() * r.response_mask).detach()
         return r
 

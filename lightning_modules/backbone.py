@@ -11,10 +11,10 @@ Two sources, one code path afterwards:
   BPE tokenizer trained deterministically at load time on ``tokenizer/corpus.txt`` (a few KB of
   VQA vocabulary). It never touches the hub or the network.
 
-Both get the VersusQ tokens ``<think> </think> <answer> </answer> <reg>`` and the motion
-placeholders ``<|motion_start|> <|motion_pad|> <|motion_end|>`` (embeddings resized), and a
-pairwise / pointwise prompt built by :func:`pair_prompt` / :func:`single_prompt`. ``<reg>`` and
-the motion tokens are in :attr:`Backbone.never_generate` (the module masks them at generation).
+Both get the VersusQ tokens of ``lightning_modules/template.py`` (``<think> </think> <answer>
+</answer> <reg>`` and the motion placeholders ``<|motion_start|> <|motion_pad|> <|motion_end|>``,
+embeddings resized). ``<reg>``, the motion and the vision placeholders are in
+:attr:`Backbone.never_generate` (every generation engine suppresses them).
 """
 
 from __future__ import annotations
@@ -24,29 +24,34 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
+from lightning_modules.template import (
+    MOTION_END,
+    MOTION_PAD,
+    MOTION_START,
+    REG,
+    VERSUSQ_TOKENS,
+    check_choice,
+)
+
 DEFAULT_HUB_ID = "Qwen/Qwen3-VL-4B-Instruct"
-THINK, THINK_END, ANSWER, ANSWER_END, REG = "<think>", "</think>", "<answer>", "</answer>", "<reg>"
-MOTION_START, MOTION_PAD, MOTION_END = "<|motion_start|>", "<|motion_pad|>", "<|motion_end|>"
-VERSUSQ_TOKENS = (THINK, THINK_END, ANSWER, ANSWER_END, REG, MOTION_START, MOTION_PAD, MOTION_END)
 QWEN_TOKENS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
     "<|image_pad|>", "<|video_pad|>",
 )
+#: Placeholder tokens that stand for inputs (features are scattered in at their positions) or
+#: for the head's readout: a model must never sample them.
+PLACEHOLDER_TOKENS = (REG, MOTION_START, MOTION_PAD, MOTION_END, "<|video_pad|>", "<|image_pad|>",
+                      "<|vision_start|>", "<|vision_end|>")
+DType = Literal["bfloat16", "float16", "float32"]
+AttnImplementation = Literal["eager", "sdpa", "flash_attention_2"]
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = get_args(AttnImplementation)
 TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
-SYSTEM_PROMPT = "You are a video quality assessment expert. Compare the perceptual quality of two videos."
-PAIR_QUESTION = (
-    "Which video has better quality, and by how much? Reason about visual and temporal evidence "
-    "first, then give the signed quality margin."
-)
-SINGLE_SYSTEM = "You are a video quality assessment expert."
-SINGLE_QUESTION = "Score the perceptual quality of this video on a scale from 1 to 5. Reason about the evidence first."
 
 
 @dataclass
@@ -78,55 +83,8 @@ class Backbone:
 
     @property
     def never_generate(self) -> list[int]:
-        """Token ids whose logits are masked at generation (``<reg>`` and the motion tokens)."""
-        return [self.token_ids[t] for t in (REG, MOTION_START, MOTION_PAD, MOTION_END)]
-
-
-def video_block(video_placeholder: str, num_motion: int) -> str:
-    """Frames (the processor-expanded video placeholder) followed by the motion tokens.
-
-    >>> video_block("<V>", 2)
-    '<V><|motion_start|><|motion_pad|><|motion_pad|><|motion_end|>'
-    """
-    return video_placeholder + MOTION_START + MOTION_PAD * num_motion + MOTION_END
-
-
-def _chat(system: str, user: str) -> str:
-    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-
-
-def pair_prompt(video_a: str, video_b: str) -> str:
-    """The pairwise prompt ``x_ij`` up to the assistant turn (chat format of Qwen3-VL).
-
-    Args:
-        video_a: :func:`video_block` of Video A (frames + motion tokens).
-        video_b: the same for Video B.
-
-    >>> pair_prompt("[A]", "[B]").endswith("<|im_start|>assistant\\n")
-    True
-    """
-    user = f"Video A: {video_a}\nVideo B: {video_b}\n{PAIR_QUESTION}"
-    return _chat(SYSTEM_PROMPT, user)
-
-
-def single_prompt(video: str) -> str:
-    """The pointwise-ablation prompt (one video, absolute score)."""
-    return _chat(SINGLE_SYSTEM, f"Video: {video}\n{SINGLE_QUESTION}")
-
-
-def response_text(rationale: str, answer: str = "") -> str:
-    """The training target ``<think>{rationale}</think><answer>{answer}<reg>`` (paper Eq. 6).
-
-    ``answer`` is empty for the paper's head readout; the NTP-readout ablation puts the number
-    there, closed by ``</answer>``.
-
-    >>> response_text("A is sharper.")
-    '<think>A is sharper.</think><answer><reg>'
-    >>> response_text("", "+0.50")
-    '<think></think><answer>+0.50</answer><reg>'
-    """
-    tail = f"{answer}{ANSWER_END}" if answer else ""
-    return f"{THINK}{rationale}{THINK_END}{ANSWER}{tail}{REG}"
+        """Ids of :data:`PLACEHOLDER_TOKENS`, suppressed at generation by every engine."""
+        return [self.token_ids[t] for t in PLACEHOLDER_TOKENS]
 
 
 @lru_cache(maxsize=1)
@@ -207,10 +165,7 @@ def tiny_config(tokenizer: Any) -> Any:
 def _check_attn(attn_implementation: str | None) -> None:
     if attn_implementation is None:
         return
-    if attn_implementation not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(
-            f"attn_implementation={attn_implementation!r}; allowed: {list(ATTN_IMPLEMENTATIONS)} or None"
-        )
+    check_choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS)
     if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise ImportError(
             "attn_implementation='flash_attention_2' needs flash-attn: pip install flash-attn "
@@ -219,8 +174,7 @@ def _check_attn(attn_implementation: str | None) -> None:
 
 
 def _dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ValueError(f"dtype={name!r}; allowed: {list(DTYPES)}")
+    check_choice("dtype", name, tuple(DTYPES))
     return DTYPES[name]
 
 
@@ -290,8 +244,8 @@ def apply_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
 def load_backbone(
     name: str = "tiny",
     lora: dict[str, Any] | None = None,
-    attn_implementation: str | None = None,
-    dtype: str = "bfloat16",
+    attn_implementation: AttnImplementation | None = None,
+    dtype: DType = "bfloat16",
     freeze_vision: bool = True,
     seed: int = 0,
 ) -> Backbone:
@@ -322,41 +276,3 @@ def load_backbone(
     if lora:
         model = apply_lora(model, lora)
     return Backbone(model=model, processor=processor, source=name, token_ids=token_ids)
-
-
-def end_lengths(ids: torch.Tensor, end_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens up to and including the first end token per row, and whether one was found.
-
-    >>> end_lengths(torch.tensor([[4, 9, 0], [4, 4, 4]]), [9])
-    (tensor([2, 3]), tensor([ True, False]))
-    """
-    is_end = torch.isin(ids, torch.tensor(end_ids, dtype=ids.dtype, device=ids.device))  # (N, T)
-    found = is_end.any(1)
-    lengths = torch.where(found, is_end.int().argmax(1) + 1, torch.full_like(found, ids.shape[1], dtype=torch.long))
-    return lengths.long(), found
-
-
-def parse_response(text: str, readout: str = "head") -> tuple[str, bool, float]:
-    """Split a generated response into (rationale, valid format, number).
-
-    ``head`` readout is valid when the text ends in ``<answer>`` after a closed think block;
-    ``ntp`` readout needs ``<answer>{number}</answer>``. ``number`` is NaN unless parsed.
-
-    >>> parse_response("<think>A is sharp.</think><answer>")
-    ('A is sharp.', True, nan)
-    >>> parse_response("<think>x</think><answer>-0.40</answer>", "ntp")
-    ('x', True, -0.4)
-    >>> parse_response("<think>never closed")
-    ('never closed', False, nan)
-    """
-    body = text.split(THINK, 1)[-1]
-    rationale, closed, rest = body.partition(THINK_END)
-    rationale = rationale.strip()
-    if readout == "head":
-        return rationale, bool(closed) and rest.strip().startswith(ANSWER), float("nan")
-    answer = rest.partition(ANSWER)[2].partition(ANSWER_END)
-    try:
-        number = float(answer[0].strip())
-    except ValueError:
-        return rationale, False, float("nan")
-    return rationale, bool(closed and answer[1]), number

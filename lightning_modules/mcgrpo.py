@@ -1,135 +1,194 @@
-"""MC-GRPO machinery of ``VersusQModule`` (paper Sec. 3.4): reference policy, updates, logging.
+"""MC-GRPO (paper Sec. 3.4, Eq. 11-14): one training step as named stages, in one place.
 
-``VersusQModule._mcgrpo_step`` (in ``versusq.py``) reads as the five stages of the method;
-the helpers it calls live here as a mixin so ``versusq.py`` keeps the SFT/inference code.
-The mixin expects the host module to provide ``model``, ``motion_projector``, ``head``,
-``forward_responses(inputs, ids, mask)`` and the MC-GRPO ``hparams``; the math is in
-``lightning_modules/objectives.py``.
+:func:`mcgrpo_step` reads top to bottom as the method: generate ``G`` rollouts per prompt (the
+``RolloutCallback``'s engine) -> reward (Eq. 11, margin from the head at the appended ``<reg>``
++ format reward by the template's validity rule) -> group advantages (Eq. 12) -> ``K`` policy
+updates with the auxiliary margin regression (Eq. 13-14) -> log. The math is in
+``objectives.py``; this module only sequences it.
 
-Reference policy pi_ref (KL term of Eq. 13) = the SFT initialisation. We keep only the SFT
-values of the policy's *trainable* tensors (LLM or LoRA adapters, motion projector; the head
-does not shape pi) and, for the reference forward, swap them into the live parameters'
-``.data`` and back -- an O(1) pointer exchange, so no second model (no second motion-injection
-hook, no second vision tower) is ever held. With LoRA only the adapter tensors are kept.
+Reference policy pi_ref (KL term of Eq. 13) = the SFT initialisation. :class:`ReferencePolicy`
+keeps only the SFT values of the policy's *trainable* tensors (LLM or LoRA adapters, motion
+projector; the head does not shape pi) and, for the reference forward, swaps them into the live
+parameters' ``.data`` and back -- an O(1) pointer exchange, so no second model (no second
+motion-injection hook, no second vision tower) is ever held.
 """
 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from lightning_modules import objectives
+from lightning_modules import template as tpl
+from lightning_modules.cache import PromptInputs
+from lightning_modules.checkpoints import load_state_dict
+
+#: Parameters that shape pi_theta (named as in the LightningModule's ``state_dict``).
+POLICY_PREFIXES = ("model.vlm.", "model.motion_projector.")
 
 
-class MCGRPOMixin:
-    """Helpers of the MC-GRPO phase, mixed into ``VersusQModule``."""
+@dataclass
+class Rollouts:
+    """``N = B * G`` sampled responses, prompt-major (rows ``b*G .. b*G+G-1`` are prompt ``b``).
 
-    _reference: dict[str, torch.Tensor] | None = None
+    What every rollout engine (``callbacks/rollout.py``) hands the MC-GRPO step.
+    """
 
-    def _rollout_engine(self) -> Any:
-        """The ``RolloutCallback`` attached in its ``setup`` (``pl_module.rollout``)."""
-        engine = getattr(self, "rollout", None)
-        if engine is None:
-            raise RuntimeError(
-                "phase='mcgrpo' needs callbacks.rollout.RolloutCallback in trainer.callbacks "
-                "(conf/mcgrpo.yaml adds it)"
-            )
-        return engine
+    response_ids: torch.Tensor  # (N, T) long, right-padded with pad_id
+    response_mask: torch.Tensor  # (N, T) bool, True on sampled tokens (end token included)
+    old_logprobs: torch.Tensor  # (N, T) float32, log pi_old(token), 0 on padding
+    texts: list[str]  # decoded responses (special tokens kept, padding removed)
+    prompt_index: torch.Tensor  # (N,) long, row of the prompt in the batch
+    group_size: int
+    tokens_per_s: float  # sampled tokens / generation wall-clock seconds
+    engine_logprobs: torch.Tensor | None = None  # (N, T) the engine's own log-probs (vLLM)
 
-    def _fresh_casts(self) -> Any:
-        """Autocast without its weight-cast cache.
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
 
-        The cache is keyed on the parameter object and lives for the whole ``training_step``;
-        parameters change inside one step (K updates, reference swap), so cached bf16 copies
-        would be stale.
-        """
-        dev = self.device.type
-        if not torch.is_autocast_enabled(dev):
-            return contextlib.nullcontext()
-        return torch.autocast(dev, dtype=torch.get_autocast_dtype(dev), cache_enabled=False)
 
-    def _policy_forward(self, inputs: Any, rollouts: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N, T)`` response log-probs and ``(N,)`` margins at the appended ``<reg>`` (grad)."""
-        with self._fresh_casts():
-            logp, h_reg = self.forward_responses(
-                inputs, rollouts.response_ids, rollouts.response_mask
-            )
-            return logp, self.head(h_reg).float()
+def fresh_casts(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast without its weight-cast cache (or nothing when autocast is off).
 
-    def _policy_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """Trainable tensors that shape pi_theta, named as in the module's ``state_dict``."""
-        named = [(f"model.{n}", p) for n, p in self.model.named_parameters()]
-        named += [(f"motion_projector.{n}", p) for n, p in self.motion_projector.named_parameters()]
-        return {n: p for n, p in named if p.requires_grad}
+    The cache is keyed on the parameter object and lives for the whole ``training_step``;
+    parameters change inside one step (K updates, reference swap), so cached low-precision
+    copies would be stale.
+    """
+    if not torch.is_autocast_enabled(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.get_autocast_dtype(device.type), cache_enabled=False)
 
-    def _reference_snapshot(self) -> dict[str, torch.Tensor]:
-        """SFT values of the policy's trainable tensors.
 
-        Read from ``init_from`` (so a run resumed with ``--ckpt_path`` still compares with the
-        SFT weights), else the current weights (first MC-GRPO step).
-        """
-        params = self._policy_parameters()
-        source = self.hparams.init_from
-        if not source:
+class ReferencePolicy:
+    """The SFT values of the policy's trainable tensors, swapped in for the KL forward.
+
+    Args:
+        source: the ``init_from`` checkpoint (so a run resumed with ``--ckpt_path`` still compares
+            with the SFT weights), or ``None`` to snapshot the weights at the first use.
+    """
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.values: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def parameters(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+        """Trainable tensors of ``module`` that shape pi_theta."""
+        return {n: p for n, p in module.named_parameters() if n.startswith(POLICY_PREFIXES) and p.requires_grad}
+
+    def _snapshot(self, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+        if not self.source:
             return {n: p.detach().clone() for n, p in params.items()}
-        path = Path(source).expanduser()
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state)
+        state = load_state_dict(self.source)
         missing = [n for n in params if n not in state]
         if missing:
-            raise KeyError(f"{path}: reference (SFT) weights lack {missing[:3]}")
+            raise KeyError(f"{self.source}: reference (SFT) weights lack {missing[:3]}")
         return {n: state[n].to(p.device, p.dtype) for n, p in params.items()}
 
-    def _swap_reference(self) -> None:
-        """Exchange the live trainable tensors with the reference ones (calling twice restores)."""
-        for name, p in self._policy_parameters().items():
-            p.data, self._reference[name] = self._reference[name], p.data
-
-    @torch.no_grad()
-    def _reference_logprobs(self, inputs: Any, rollouts: Any) -> torch.Tensor:
-        """``(N, T)`` log pi_ref of the sampled response tokens."""
-        if self._reference is None:
-            self._reference = self._reference_snapshot()
-        self._swap_reference()
+    @contextlib.contextmanager
+    def swapped_in(self, module: torch.nn.Module) -> Iterator[None]:
+        """Inside the block the module's policy tensors hold the reference values."""
+        params = self.parameters(module)
+        if self.values is None:
+            self.values = self._snapshot(params)
+        self._swap(params)
         try:
-            with self._fresh_casts():
-                logp, _ = self.forward_responses(
-                    inputs, rollouts.response_ids, rollouts.response_mask
-                )
+            yield
         finally:
-            self._swap_reference()
-        return logp
+            self._swap(params)
 
-    def _manual_update(self, loss: torch.Tensor) -> None:
-        """One optimiser step per policy update when ``ppo_epochs > 1`` (manual optimisation)."""
-        if self.automatic_optimization:
-            return
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        optimizer.step()
+    def _swap(self, params: dict[str, torch.nn.Parameter]) -> None:
+        assert self.values is not None
+        for name, p in params.items():
+            p.data, self.values[name] = self.values[name], p.data
 
-    def _log_mcgrpo(
-        self, rewards: torch.Tensor, rollouts: Any, terms: objectives.MCGRPOLoss, n_prompts: int
-    ) -> None:
-        """Log the ``train/`` curves of the phase."""
-        metrics = {
-            "train/loss": terms.loss.detach(),
-            "train/policy_loss": terms.policy,
-            "train/reward_mean": rewards.mean(),
-            "train/reward_std": rewards.std(unbiased=False),
-            "train/format_rate": objectives.format_ok(rollouts.texts).float().mean(),
-            "train/margin_mse": terms.aux,
-            "train/kl": terms.kl,
-            "train/clip_frac": terms.clip_frac,
-            "train/rollout_tokens_per_s": float(rollouts.tokens_per_s),
-        }
-        if rollouts.engine_logprobs is not None:  # vLLM: engine vs trainer log-prob gap
-            gap = (rollouts.engine_logprobs - rollouts.old_logprobs).abs()
-            metrics["train/engine_logprob_gap"] = objectives.masked_mean(
-                gap, rollouts.response_mask
-            )
-        self.log_dict(metrics, batch_size=n_prompts)
+
+# ---------------------------------------------------------------------------- stages
+def policy_forward(model: Any, inputs: PromptInputs, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, T)`` response log-probs and ``(N,)`` head margins at the appended ``<reg>`` (grad)."""
+    with fresh_casts(model.device):
+        logp, h_reg = model.forward_responses(inputs, rollouts.response_ids, rollouts.response_mask)
+        return logp, model.head(h_reg).float()
+
+
+@torch.no_grad()
+def reference_logprobs(module: Any, inputs: PromptInputs, rollouts: Rollouts) -> torch.Tensor:
+    """``(N, T)`` log pi_ref of the sampled response tokens."""
+    with module.reference.swapped_in(module), fresh_casts(module.device):
+        return module.model.forward_responses(inputs, rollouts.response_ids, rollouts.response_mask)[0]
+
+
+def rewards_of(module: Any, margin: torch.Tensor, target: torch.Tensor, rollouts: Rollouts) -> torch.Tensor:
+    """Eq. 11 for every rollout: margin reward + format reward by the template's validity rule."""
+    hp = module.hparams
+    valid = tpl.is_valid(rollouts.texts, hp.readout, hp.reasoning)
+    return objectives.total_reward(margin, target, valid, hp.alpha_reward, format_weight=hp.format_weight)
+
+
+def manual_update(module: Any, loss: torch.Tensor) -> None:
+    """One optimiser step per policy update when ``ppo_epochs > 1`` (manual optimisation)."""
+    if module.automatic_optimization:
+        return
+    optimizer = module.optimizers()
+    optimizer.zero_grad()
+    module.manual_backward(loss)
+    optimizer.step()
+
+
+def mcgrpo_step(module: Any, batch: Any) -> torch.Tensor:
+    """generate -> reward -> advantages -> K policy updates with aux regression -> log (Eq. 11-14).
+
+    Rewards use the rollout policy's margins (the first update's forward, detached); ratios use
+    the rollout's old log-probs (recomputed by this model, see ``RolloutCallback``). With
+    ``ppo_epochs == 1`` Lightning optimises the returned loss; with ``K > 1`` the K updates on
+    this rollout batch are manual.
+
+    Args:
+        module: the ``VersusQModule`` (settings in ``hparams``, parts in ``model``).
+        batch: a ``PairBatch`` with target margins.
+    """
+    hp, model = module.hparams, module.model
+    g = hp.num_generations
+    rollouts = module.rollout_engine().generate(module, batch)  # 1. generate (no grad)
+    inputs = model.build_prompt_inputs(batch)  # encoder outputs come from the cache
+    target = batch.margin.float().to(module.device).repeat_interleave(g)  # (N,)
+    ref = reference_logprobs(module, inputs, rollouts) if hp.beta_kl else None  # (N, T)
+    logp, margin = policy_forward(model, inputs, rollouts)  # (N, T), (N,), with grad
+    rewards = rewards_of(module, margin, target, rollouts)  # 2. reward (N,)
+    advantages = objectives.group_advantages(rewards, g)  # 3. advantages (N,)
+    for k in range(hp.ppo_epochs):  # 4. K policy updates, each with the aux regression
+        if k:
+            logp, margin = policy_forward(model, inputs, rollouts)
+        terms = objectives.mcgrpo_loss(
+            logp, rollouts.old_logprobs, ref, advantages, rollouts.response_mask, margin,
+            target, hp.clip_eps, hp.beta_kl, hp.lambda_aux, aux=not hp.freeze_head_in_grpo)
+        manual_update(module, terms.loss)
+    log_step(module, rewards, rollouts, terms, len(batch.clips_a))  # 5. log
+    if not module.automatic_optimization:
+        module.lr_schedulers().step()
+    return terms.loss
+
+
+def log_step(module: Any, rewards: torch.Tensor, rollouts: Rollouts, terms: objectives.MCGRPOLoss,
+             n_prompts: int) -> None:
+    """Log the ``train/`` curves of the phase."""
+    hp = module.hparams
+    metrics = {
+        "train/loss": terms.loss.detach(),
+        "train/policy_loss": terms.policy,
+        "train/reward_mean": rewards.mean(),
+        "train/reward_std": rewards.std(unbiased=False),
+        "train/format_rate": tpl.is_valid(rollouts.texts, hp.readout, hp.reasoning).float().mean(),
+        "train/margin_mse": terms.aux,
+        "train/kl": terms.kl,
+        "train/clip_frac": terms.clip_frac,
+        "train/rollout_tokens_per_s": float(rollouts.tokens_per_s),
+    }
+    if rollouts.engine_logprobs is not None:  # vLLM: engine vs trainer log-prob gap
+        gap = (rollouts.engine_logprobs - rollouts.old_logprobs).abs()
+        metrics["train/engine_logprob_gap"] = objectives.masked_mean(gap, rollouts.response_mask)
+    module.log_dict(metrics, batch_size=n_prompts)

@@ -30,16 +30,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-MOTION_VARIANTS = ("slowfast_r50", "tiny")
+MotionEncoderName = Literal["slowfast_r50", "tiny"]
+MOTION_VARIANTS: tuple[str, ...] = get_args(MotionEncoderName)
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
 
 
-def _build_slowfast(variant: str) -> nn.Module:
+def _build_slowfast(variant: MotionEncoderName) -> nn.Module:
     from pytorchvideo.models.slowfast import create_slowfast
 
     if variant == "slowfast_r50":
@@ -77,7 +79,8 @@ class SlowFastMotionEncoder(nn.Module):
         seed: initialisation seed for ``tiny``.
     """
 
-    def __init__(self, variant: str = "tiny", weights: str | None = None, alpha: int = 4, seed: int = 0):
+    def __init__(self, variant: MotionEncoderName = "tiny", weights: str | None = None, alpha: int = 4,
+                 seed: int = 0):
         super().__init__()
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)

@@ -28,8 +28,6 @@ Decisions (paper Sec. 3.4, Eq. 11-14)
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,16 +36,6 @@ import torch.nn.functional as F
 #: Reward weights of the paper (Sec. 4.1): 1.0 for the margin term, 0.2 for a valid format.
 MARGIN_REWARD_WEIGHT = 1.0
 FORMAT_REWARD_WEIGHT = 0.2
-
-# A valid rollout (generation stops at ``<answer>``, Eq. 6): optional leading whitespace,
-# ``<think>``, a rationale with at least one non-space character and no tag of the template
-# inside it, ``</think>``, optional whitespace, ``<answer>``, then only whitespace -- the
-# ``<reg>`` placeholder is appended by the module after sampling and is never generated.
-_TAG = r"(?:<think>|</think>|<answer>|<reg>)"
-_FORMAT_RE = re.compile(
-    rf"\s*<think>(?!\s*</think>)(?:(?!{_TAG}).)+</think>\s*<answer>\s*", flags=re.DOTALL
-)
-
 
 def margin_reward(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """Margin accuracy reward ``exp(-alpha * (m_hat - m*)^2)`` (Eq. 11), in (0, 1].
@@ -67,39 +55,24 @@ def margin_reward(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) 
     return torch.exp(-alpha * (pred - target).pow(2))
 
 
-def format_ok(texts: Sequence[str]) -> torch.Tensor:
-    """Whether each rollout text follows ``<think>c</think><answer>`` (Eq. 6 up to ``<answer>``).
-
-    Exact rule: the whole text matches ``\\s*<think>C</think>\\s*<answer>\\s*`` where ``C``
-    contains a non-whitespace character and none of ``<think>``, ``</think>``, ``<answer>``,
-    ``<reg>``; nothing but whitespace may follow ``<answer>`` (and precede ``<think>``).
-
-    Args:
-        texts: decoded rollouts (special tokens kept, padding removed).
-
-    Returns:
-        ``(N,)`` bool tensor.
-
-    >>> format_ok(["<think>A is sharper.</think><answer>", "<think> </think><answer>",
-    ...            "<think>x</think><answer> 0.3"]).tolist()
-    [True, False, False]
-    """
-    return torch.tensor([_FORMAT_RE.fullmatch(t) is not None for t in texts], dtype=torch.bool)
-
-
-def format_reward(texts: Sequence[str], weight: float = FORMAT_REWARD_WEIGHT) -> torch.Tensor:
+def format_reward(valid: torch.Tensor, weight: float = FORMAT_REWARD_WEIGHT) -> torch.Tensor:
     """Format reward ``w_f`` for valid rollouts, 0 otherwise (Eq. 11).
 
-    >>> format_reward(["<think>ok</think><answer>", "no tags"]).tolist()
+    Args:
+        valid: ``(N,)`` bool, the template's validity rule applied to each rollout
+            (``lightning_modules.template.is_valid``).
+        weight: ``w_f`` (paper 0.2).
+
+    >>> format_reward(torch.tensor([True, False])).tolist()
     [0.20000000298023224, 0.0]
     """
-    return format_ok(texts).float() * weight
+    return valid.float() * weight
 
 
 def total_reward(
     pred: torch.Tensor,
     target: torch.Tensor,
-    texts: Sequence[str],
+    valid: torch.Tensor,
     alpha: float = 1.0,
     margin_weight: float = MARGIN_REWARD_WEIGHT,
     format_weight: float = FORMAT_REWARD_WEIGHT,
@@ -112,17 +85,17 @@ def total_reward(
     Args:
         pred: ``(N,)`` margins predicted by the head at the appended ``<reg>`` (no grad needed).
         target: ``(N,)`` MOS margins, repeated ``G`` times per prompt.
-        texts: the ``N`` decoded rollouts.
+        valid: ``(N,)`` bool validity of the rollouts (see :func:`format_reward`).
         alpha, margin_weight, format_weight: see :func:`margin_reward`, paper weights 1.0 / 0.2.
 
     Returns:
         ``(N,)`` float reward on ``pred``'s device.
 
     >>> total_reward(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]),
-    ...              ["<think>a</think><answer>", "<answer>"]).tolist()
+    ...              torch.tensor([True, False])).tolist()
     [1.2000000476837158, 1.0]
     """
-    fmt = format_reward(texts, format_weight).to(pred.device)
+    fmt = format_reward(valid, format_weight).to(pred.device)
     return margin_weight * margin_reward(pred.detach().float(), target.float(), alpha) + fmt
 
 
@@ -230,22 +203,6 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token cross-entropy with HF label convention (labels aligned with inputs, shifted here).
-
-    Args:
-        logits: ``(B, L, V)`` logits at every input position.
-        labels: ``(B, L)`` input ids on supervised positions (template up to ``<answer>``),
-            ``ignore_index`` elsewhere (prompt, ``<reg>``, padding).
-
-    >>> logits = torch.zeros(1, 3, 5)
-    >>> round(ntp_loss(logits, torch.tensor([[-100, 1, 2]])).item(), 4)  # ln 5
-    1.6094
-    """
-    shifted = logits[:, :-1].reshape(-1, logits.shape[-1]).float()  # (B*(L-1), V)
-    return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=ignore_index)
-
-
 def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Margin MSE ``1/B sum (m_hat - m*)^2`` (Eq. 9), computed in float32.
 
@@ -255,23 +212,43 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred.float(), target.float())
 
 
+@dataclass
+class SFTLoss:
+    """Terms of the SFT objective (only ``loss`` carries a graph)."""
+
+    loss: torch.Tensor
+    ntp: torch.Tensor
+    reg: torch.Tensor
+
+
 def sft_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
+    logp: torch.Tensor,
+    mask: torch.Tensor,
     pred: torch.Tensor,
     target: torch.Tensor,
     lambda_reg: float = 0.5,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SFT objective ``L_NTP + lambda_reg * L_reg`` (Eq. 10); returns ``(loss, ntp, reg)``.
+) -> SFTLoss:
+    """SFT objective ``L_NTP + lambda_reg * L_reg`` (Eq. 9-10).
 
-    >>> loss, ntp, reg = sft_loss(torch.zeros(1, 2, 2), torch.tensor([[-100, 0]]),
-    ...                           torch.tensor([1.0]), torch.tensor([0.0]))
-    >>> round(loss.item(), 4), round(ntp.item(), 4), reg.item()
+    ``L_NTP`` is the mean negative log-likelihood over every supervised token of the batch (the
+    template up to ``<answer>``; HF's token-mean cross-entropy); ``L_reg`` is
+    :func:`regression_loss`.
+
+    Args:
+        logp: ``(B, T)`` log-probs of the target response tokens (:func:`token_logprobs`).
+        mask: ``(B, T)`` 1 on supervised tokens.
+        pred: ``(B,)`` head margins at ``<reg>``. target: ``(B,)`` MOS margins.
+        lambda_reg: weight of the regression term (paper 0.5; 0 for the NTP-readout ablation).
+
+    >>> out = sft_loss(torch.log(torch.tensor([[0.5, 0.5]])), torch.tensor([[1, 0]]),
+    ...                torch.tensor([1.0]), torch.tensor([0.0]))
+    >>> round(out.loss.item(), 4), round(out.ntp.item(), 4), out.reg.item()
     (1.1931, 0.6931, 1.0)
     """
-    ntp = ntp_loss(logits, labels)
+    mask = mask.to(logp.dtype)
+    ntp = -(logp * mask).sum() / mask.sum()
     reg = regression_loss(pred, target)
-    return ntp + lambda_reg * reg, ntp, reg
+    return SFTLoss(ntp + lambda_reg * reg, ntp, reg)
 
 
 @dataclass

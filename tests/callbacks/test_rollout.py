@@ -13,8 +13,8 @@ from torch import nn
 from callbacks import rollout as ro
 from callbacks import vllm_engine as ve
 
-VOCAB = ["<pad>", "<think>", "</think>", "<ans", "wer>", "a", "b", "<eos>"]
-PAD, EOS = 0, 7
+VOCAB = ["<pad>", "<think>", "</think>", "<answer>", "c", "a", "b", "<eos>"]
+PAD, ANSWER, EOS = 0, 3, 7
 
 
 class FakeTokenizer:
@@ -26,7 +26,9 @@ class FakeTokenizer:
 
 
 class FakePolicy(nn.Module):
-    """Implements the RolloutCallback module protocol with a bigram LM over VOCAB."""
+    """Implements the rollout engines' model protocol with a bigram LM over VOCAB."""
+
+    device = torch.device("cpu")
 
     def __init__(self, script: list[list[int]]) -> None:
         super().__init__()
@@ -51,11 +53,20 @@ class FakePolicy(nn.Module):
         prev = torch.cat([torch.ones(ids.shape[0], 1, dtype=torch.long), ids[:, :-1]], dim=1)
         return self.table[prev].log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
+    def end_token_ids(self) -> list[int]:
+        return [ANSWER, EOS]
+
+
+def _lightning_module(policy: FakePolicy, num_generations: int, max_new_tokens: int) -> SimpleNamespace:
+    """What RolloutCallback reads of the LightningModule: the model and its G / token budget."""
+    hparams = SimpleNamespace(num_generations=num_generations, max_new_tokens=max_new_tokens)
+    return SimpleNamespace(model=policy, hparams=hparams, _trainer=None)
+
 
 # ---------------------------------------------------------------------------- engine option
 def test_engine_validation_lists_allowed_values() -> None:
     with pytest.raises(ValueError, match=r"\['hf', 'vllm'\]"):
-        ro.RolloutCallback(engine="sglang")
+        ro.RolloutCallback(engine="sglang")  # type: ignore[arg-type]
 
 
 def test_missing_vllm_error_names_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,32 +78,18 @@ def test_missing_vllm_error_names_install_command(monkeypatch: pytest.MonkeyPatc
 
 
 # ---------------------------------------------------------------------------- HF engine
-def test_response_lengths_stop_text_across_tokens() -> None:
-    ids = torch.tensor(
-        [
-            [1, 5, 2, 3, 4, 5, 6],  # <think>a</think><ans|wer> then junk → 5 tokens
-            [1, 5, 7, 0, 0, 0, 0],  # EOS inclusive → 3
-            [1, 5, 6, 5, 6, 5, 6],  # runs to max_new_tokens → 7
-            [1, 3, 7, 0, 0, 0, 0],  # "<ans" alone is no stop; EOS → 3
-            [5, 5, 0, 0, 0, 0, 0],  # padding after a finished row is not counted → 2
-        ]
-    )
-    lengths = ro.response_lengths(ids, [EOS], "<answer>", FakeTokenizer().decode, pad_id=PAD)
-    assert lengths.tolist() == [5, 3, 7, 3, 2]
-
-
 def test_hf_rollout_shapes_mask_logprobs_texts() -> None:
     script = [[1, 5, 2, 3, 4], [1, 6, 7], [1, 5, 5, 2, 3, 4], [5, 5]]
     policy = FakePolicy(script)
-    cb = ro.RolloutCallback(engine="hf", num_generations=2, temperature=0.7, max_new_tokens=9)
-    trainer = SimpleNamespace(global_step=0)
-    cb.setup(trainer, policy, "fit")  # type: ignore[arg-type]
-    assert policy.rollout is cb  # type: ignore[attr-defined]
-    out = cb.generate(policy, batch=[0, 1])
-    assert policy.calls["n"] == 2 and policy.calls["do_sample"] is True
-    assert policy.calls["stop_strings"] == ["<answer>"] and policy.calls["temperature"] == 0.7
+    module = _lightning_module(policy, num_generations=2, max_new_tokens=9)
+    cb = ro.RolloutCallback(engine="hf", temperature=0.7)
+    cb.setup(SimpleNamespace(global_step=0), module, "fit")  # type: ignore[arg-type]
+    assert module.rollout is cb
+    out = cb.generate(module, batch=[0, 1])
+    assert policy.calls["n"] == 2 and policy.calls["do_sample"] is True  # G from the module
+    assert policy.calls["max_new_tokens"] == 9 and policy.calls["temperature"] == 0.7
     assert out.response_ids.shape == (4, 6) and len(out) == 4
-    assert out.response_mask.sum(1).tolist() == [5, 3, 6, 2]
+    assert out.response_mask.sum(1).tolist() == [4, 3, 5, 2]  # ends at <answer> / <eos> / padding
     assert out.texts == [
         "<think>a</think><answer>",
         "<think>b<eos>",

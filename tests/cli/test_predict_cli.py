@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = ["--config", "conf/base.yaml", "--config", "conf/predict.yaml", "--config",
-           "conf/tiny.yaml"]
+CONFIGS = ["--config", "conf/predict.yaml", "--config", "conf/tiny.yaml"]  # base.yaml: by default
 
 
 def _write_clips(folder: Path, count: int) -> Path:

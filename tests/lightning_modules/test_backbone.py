@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lightning_modules import backbone as bb
+from lightning_modules import template as tpl
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +34,19 @@ def test_tiny_is_deterministic(tiny: bb.Backbone) -> None:
 
 def test_versusq_tokens_are_single_ids(tiny: bb.Backbone) -> None:
     tok = tiny.tokenizer
-    for text in bb.VERSUSQ_TOKENS:
+    for text in tpl.VERSUSQ_TOKENS:
         ids = tok(text, add_special_tokens=False).input_ids
         assert ids == [tiny.token_ids[text]], text
     assert tiny.base_model.get_input_embeddings().weight.shape[0] >= len(tok)
-    assert {tiny.token_ids[bb.REG], tiny.token_ids[bb.MOTION_PAD]} <= set(tiny.never_generate)
+    placeholders = {tiny.token_ids[t] for t in (tpl.REG, tpl.MOTION_PAD, "<|video_pad|>", "<|vision_end|>")}
+    assert placeholders <= set(tiny.never_generate)
 
 
 def test_response_template_token_by_token(tiny: bb.Backbone) -> None:
     tok = tiny.tokenizer
-    ids = tok(bb.response_text("Video A is sharper."), add_special_tokens=False).input_ids
+    ids = tok(tpl.response_text("Video A is sharper."), add_special_tokens=False).input_ids
     tokens = tok.convert_ids_to_tokens(ids)
-    assert tokens[0] == bb.THINK and tokens[-3:] == [bb.THINK_END, bb.ANSWER, bb.REG]
+    assert tokens[0] == tpl.THINK and tokens[-3:] == [tpl.THINK_END, tpl.ANSWER, tpl.REG]
     assert tok.decode(ids[1:-3]) == "Video A is sharper."
 
 
@@ -82,8 +84,8 @@ def test_real_qwen3_vl_4b_loads() -> None:
     """Needs the Qwen3-VL-4B-Instruct weights (hub cache or HF access) and a CUDA GPU."""
     parts = bb.load_backbone(bb.DEFAULT_HUB_ID, dtype="bfloat16", attn_implementation="sdpa")
     model = parts.base_model.cuda()
-    assert parts.token_ids[bb.REG] < model.get_input_embeddings().weight.shape[0]
-    ids = parts.tokenizer(bb.pair_prompt("[A]", "[B]"), return_tensors="pt").input_ids.cuda()
+    assert parts.token_ids[tpl.REG] < model.get_input_embeddings().weight.shape[0]
+    ids = parts.tokenizer(tpl.pair_prompt("[A]", "[B]"), return_tensors="pt").input_ids.cuda()
     with torch.no_grad():
         out = model(input_ids=ids)
     assert torch.isfinite(out.logits.float()).all()

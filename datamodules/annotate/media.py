@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import mimetypes
 from pathlib import Path
 from typing import Any
 
-from torchvision.io import encode_jpeg
+from PIL import Image  # a requirement of torchvision and matplotlib; torchvision.io's JPEG is deprecated
 
 from datamodules.annotate.prompt import INPUTS, InputMode
 from datamodules.video import VideoDecodeError, load_clip
@@ -24,14 +25,19 @@ from datamodules.video import VideoDecodeError, load_clip
 __all__ = ["video_parts"]
 
 
+def _jpeg_base64(frame: Any, quality: int) -> str:
+    """One ``(3, H, W)`` uint8 RGB frame as a base64 JPEG string."""
+    buf = io.BytesIO()
+    Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy()).save(buf, format="JPEG", quality=quality)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def _frame_parts(path: Path, num_frames: int, frame_size: int | None, quality: int) -> list[dict]:
     # motion_frames=alpha=1: the motion clip is not needed here, one frame is the least to decode
     clip = load_clip(path, num_frames=num_frames, motion_frames=1, alpha=1, size=frame_size,
                      motion_size=32)
-    jpegs = encode_jpeg(list(clip.frames), quality=quality)  # num_frames x (3, H, W) uint8 -> bytes
-    return [{"type": "image_url",
-             "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(bytes(j.numpy())).decode()}}
-            for j in jpegs]
+    return [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + _jpeg_base64(f, quality)}}
+            for f in clip.frames]  # (T, 3, H, W)
 
 
 def _video_url_part(path: Path) -> dict[str, Any]:

@@ -170,7 +170,8 @@ def _cycles(edges: np.ndarray, num_nodes: int) -> list[list[tuple[int, int, int]
     ptr = [0] * num_nodes
     cycles = []
     for start in range(num_nodes):
-        path, steps, pos = [start], [], {start: 0}
+        path, pos = [start], {start: 0}
+        steps: list[tuple[int, int, int]] = []
         while True:
             v = path[-1]
             while ptr[v] < len(adj[v]) and used[adj[v][ptr[v]]]:

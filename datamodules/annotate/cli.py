@@ -72,8 +72,8 @@ def _run_command(args: argparse.Namespace) -> int:
         total, run = annotate_pairs(pairs, args.out, client, template, settings,
                                     progress=not args.no_progress)
     except KeyboardInterrupt:
-        total = read_records(args.out)
-        print(f"\ninterrupted; {sum(p.key in total for p in pairs)} of {len(pairs)} pairs are "
+        done = read_records(args.out)
+        print(f"\ninterrupted; {sum(p.key in done for p in pairs)} of {len(pairs)} pairs are "
               f"recorded in {args.out}; rerun the same command to go on", file=sys.stderr)
         return 130
     print(f"this run : {run}")

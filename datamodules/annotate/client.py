@@ -135,7 +135,8 @@ class ChatClient:
         """
         body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
                            "max_tokens": self.max_tokens}).encode()
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
             retry_after = None
             try:
                 return _reply(self._send(body), self.url, attempt + 1)
@@ -153,4 +154,4 @@ class ChatClient:
                 message = f"{self.url}: {kind}: {reason}"
             if attempt == self.max_retries or self.stop.wait(self._delay(attempt, retry_after)):
                 raise RequestError(kind, f"{message} (after {attempt + 1} tries)", attempt + 1)
-        raise AssertionError("unreachable")  # the loop returns or raises
+            attempt += 1

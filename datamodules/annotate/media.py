@@ -17,7 +17,8 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from PIL import Image  # a requirement of torchvision and matplotlib; torchvision.io's JPEG is deprecated
+# PIL: a requirement of torchvision and matplotlib (torchvision.io's JPEG codec is deprecated)
+from PIL import Image
 
 from datamodules.annotate.prompt import INPUTS, InputMode
 from datamodules.video import VideoDecodeError, load_clip

@@ -85,8 +85,9 @@ def annotate_one(pair: PairRow, client: ChatClient, template: PromptTemplate,
         return _record(pair, client, template, settings, status="failed", reason="video",
                        detail=str(err))
     usage = {"attempts": 0, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    rejection: tuple[str, str] | None = None
+    check = None
     for _ in range(settings.attempts):
+        rejection = None if check is None else (str(check.reason), check.detail)
         messages = build_messages(template, pair.mos_a, pair.mos_b, parts[0], parts[1],
                                   settings.input, settings.num_frames, rejection)
         try:
@@ -103,9 +104,9 @@ def annotate_one(pair: PairRow, client: ChatClient, template: PromptTemplate,
         if check.ok:
             return _record(pair, client, template, settings, status="accepted",
                            rationale=check.rationale, **usage)
-        rejection = (str(check.reason), check.detail)
-    return _record(pair, client, template, settings, status="rejected", reason=rejection[0],
-                   detail=rejection[1], rationale=check.rationale, **usage)
+    assert check is not None  # RunSettings guarantees attempts >= 1
+    return _record(pair, client, template, settings, status="rejected", reason=check.reason,
+                   detail=check.detail, rationale=check.rationale, **usage)
 
 
 def _worker(jobs: queue.Queue, results: queue.Queue, work: Callable[[PairRow], dict],

@@ -95,7 +95,7 @@ class ChatClient:
         max_retries: retries after the first try, for transient failures only.
         backoff: base wait in seconds (doubles per retry, capped by ``max_backoff``).
         max_backoff: longest wait between tries, ``Retry-After`` included.
-        stop: set it to make waiting threads give up at once (Ctrl-C).
+        stop: once set (Ctrl-C), waits between retries end at once with a ``RequestError``.
     """
 
     base_url: str

@@ -109,19 +109,26 @@ def annotate_one(pair: PairRow, client: ChatClient, template: PromptTemplate,
                    detail=check.detail, rationale=check.rationale, **usage)
 
 
+def _annotate_safely(pair: PairRow, client: ChatClient, template: PromptTemplate,
+                     settings: RunSettings) -> dict[str, Any]:
+    """:func:`annotate_one`; an unexpected error becomes a ``failed`` record of reason ``error``."""
+    try:
+        return annotate_one(pair, client, template, settings)
+    except Exception as err:  # one bad pair must not end an 18k-pair job
+        log.exception("pair %s: unexpected error", pair.key)
+        return _record(pair, client, template, settings, status="failed", reason="error",
+                       detail=repr(err))
+
+
 def _worker(jobs: queue.Queue, results: queue.Queue, work: Callable[[PairRow], dict],
             stop: threading.Event) -> None:
-    """Take pairs until none is left (or ``stop``); a crash becomes a ``failed`` record."""
+    """Take pairs until none is left (or ``stop`` is set) and put their records."""
     while not stop.is_set():
         try:
             pair = jobs.get_nowait()
         except queue.Empty:
             return
-        try:
-            results.put(work(pair))
-        except Exception as err:  # one bad pair must not end an 18k-pair job
-            log.exception("pair %s: unexpected error", pair.key)
-            results.put({"_pair": pair, "_error": repr(err)})
+        results.put(work(pair))
 
 
 def _pending(pairs: Sequence[PairRow], done: dict, retry_failed: bool) -> list[PairRow]:
@@ -147,7 +154,7 @@ def annotate_pairs(pairs: Sequence[PairRow], out: str | Path, client: ChatClient
     results: queue.Queue = queue.Queue()
     for pair in todo:
         jobs.put(pair)
-    work = lambda pair: annotate_one(pair, client, template, settings)  # noqa: E731
+    work = lambda pair: _annotate_safely(pair, client, template, settings)  # noqa: E731
     for _ in range(min(settings.concurrency, len(todo))):
         threading.Thread(target=_worker, args=(jobs, results, work, client.stop), daemon=True).start()
     run = Summary(total=len(todo), pending=len(todo))
@@ -155,10 +162,7 @@ def annotate_pairs(pairs: Sequence[PairRow], out: str | Path, client: ChatClient
                                          desc="annotate", dynamic_ncols=True) as bar:
         try:
             for _ in range(len(todo)):
-                rec = results.get()
-                if "_error" in rec:
-                    rec = _record(rec["_pair"], client, template, settings, status="failed",
-                                  reason="error", detail=rec["_error"])
+                rec = results.get()  # Ctrl-C interrupts this wait
                 sink.write(rec)
                 run.add(rec)
                 run.pending -= 1

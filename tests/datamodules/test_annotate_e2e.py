@@ -10,6 +10,10 @@ import io
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -187,3 +191,26 @@ def test_sft_fast_dev_run_trains_on_the_accepted_rationales(annotated: SimpleNam
     table = ds.table
     used = {(table.names[a], table.names[b]) for a, b in zip(ds.pairs.index_a, ds.pairs.index_b)}
     assert used == accepted and ds.rationales == [records[k]["rationale"] for k in sorted(used)]
+
+
+def test_ctrl_c_keeps_every_written_record_and_the_rerun_finishes(annotated: SimpleNamespace, standin,
+                                                                  tmp_path: Path) -> None:
+    rows = read_pairs(annotated.pairs)
+    standin.register(annotated.work / "syn", sorted({n for r in rows for n in r.key} - {"gone.mp4"}))
+    standin.delay = 0.4
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "datamodules.annotate", "run", "--pairs", str(annotated.pairs),
+           "--out", str(out), "--base-url", standin.url, "--model", "m", "--video-root",
+           str(annotated.work / "syn"), "--input", "video_url", "--concurrency", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while (not out.exists() or len(out.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()[-2000:]
+    done = read_records(out)  # every line written before Ctrl-C is a whole record
+    assert 3 <= len(done) < len(rows)
+    counts = {key: standin.requests_for(key) for key in done}
+    code, _ = _run(annotated.pairs, out, standin.url, "--input", "video_url")
+    assert code == 0 and set(read_records(out)) == {r.key for r in rows}
+    assert {key: standin.requests_for(key) for key in done} == counts  # none of them sent again

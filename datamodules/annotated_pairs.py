@@ -104,7 +104,8 @@ def annotated_pairs(table: Any, records: dict[Key, dict[str, Any]], num_pairs: i
         rec = records[key]
         cov.listed += 1
         if rec["status"] != "accepted":
-            (cov.rejected if rec["status"] == "rejected" else cov.failed)[str(rec.get("reason"))] += 1
+            counts = cov.rejected if rec["status"] == "rejected" else cov.failed
+            counts[str(rec.get("reason"))] += 1
         elif not verdict_agrees(str(rec["rationale"]), float(mos[row[key[0]]] - mos[row[key[1]]])):
             cov.disagree += 1
         elif key[0] in missing or key[1] in missing:

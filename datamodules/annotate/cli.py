@@ -36,13 +36,14 @@ def design_pairs(benchmark: str, label_file: str | None, video_root: str | None,
         print(f"{len(table.missing)} of {len(table)} listed videos are not under {video_root} "
               f"(e.g. {table.missing[0]}); pairs use the other videos", file=sys.stderr)
     pl = build_present_pairs(table, num_pairs, seed=seed, group_key=group_key)
-    return [PairRow(table.names[a], table.names[b], float(table.mos[a]), float(table.mos[b]), benchmark)
+    mos = table.mos.tolist()
+    return [PairRow(table.names[a], table.names[b], mos[a], mos[b], benchmark)
             for a, b in zip(pl.index_a.tolist(), pl.index_b.tolist())]
 
 
 def _pairs_command(args: argparse.Namespace) -> int:
-    rows = design_pairs(args.benchmark, args.label_file, args.video_root, args.split, args.num_pairs,
-                        args.seed, args.group_key or None)
+    rows = design_pairs(args.benchmark, args.label_file, args.video_root, args.split,
+                        args.num_pairs, args.seed, args.group_key or None)
     write_pairs(args.out, rows)
     words = Counter(margin_descriptor(r.margin) for r in rows)
     print(f"{len(rows)} pairs of {args.benchmark} (seed {args.seed}) -> {args.out}; "
@@ -82,27 +83,33 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m datamodules.annotate",
-                                     description="Rationale annotation for SFT (docs/annotation.md).")
+    parser = argparse.ArgumentParser(
+        prog="python -m datamodules.annotate",
+        description="Rationale annotation for SFT (docs/annotation.md).")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pairs", help="write the SFT pair design of a benchmark as a pairs CSV")
     p.add_argument("--benchmark", required=True, choices=[*BENCHMARKS, "synthetic"])
     p.add_argument("--label-file", default=None, help="label file (default: the bundled list)")
-    p.add_argument("--video-root", default=None, help="video folder: pairs use the videos found there")
+    p.add_argument("--video-root", default=None,
+                   help="video folder: pairs use the videos found there")
     p.add_argument("--split", default=None, help="keep rows of this split (csv / synthetic lists)")
-    p.add_argument("--num-pairs", type=int, required=True, help="the SFT num_train_pairs (paper: 18000)")
+    p.add_argument("--num-pairs", type=int, required=True,
+                   help="the SFT num_train_pairs (paper: 18000)")
     p.add_argument("--seed", type=int, default=0, help="the SFT data.init_args.pair_seed")
     p.add_argument("--group-key", default="source", help="the SFT pair_group_key ('' for none)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_pairs_command)
     r = sub.add_parser("run", help="annotate a pairs CSV into a rationale JSONL (resumable)")
-    r.add_argument("--pairs", required=True, help="CSV from `pairs` (video_a, video_b, mos_a, mos_b)")
+    r.add_argument("--pairs", required=True,
+                   help="CSV from `pairs` (video_a, video_b, mos_a, mos_b)")
     r.add_argument("--out", required=True, help="JSONL, appended; pairs already in it are skipped")
-    r.add_argument("--base-url", required=True, help="OpenAI-compatible root, e.g. http://host:8000/v1")
+    r.add_argument("--base-url", required=True,
+                   help="OpenAI-compatible root, e.g. http://host:8000/v1")
     r.add_argument("--model", required=True, help="model name the endpoint serves")
     r.add_argument("--video-root", default=None, help="folder the video names are relative to")
     r.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    r.add_argument("--input", default="frames", choices=INPUTS, help="JPEG frames or the video file")
+    r.add_argument("--input", default="frames", choices=INPUTS,
+                   help="JPEG frames or the video file")
     r.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the API key")
     r.add_argument("--num-frames", type=int, default=8, help="frames per video (--input frames)")
     r.add_argument("--frame-size", type=int, default=448, help="short side of frames (0: native)")

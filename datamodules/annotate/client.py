@@ -133,15 +133,16 @@ class ChatClient:
         Raises:
             RequestError: a non-retryable answer, retries used up, or :attr:`stop` set.
         """
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
-                           "max_tokens": self.max_tokens}).encode()
+        body = json.dumps({"model": self.model, "messages": messages,
+                           "temperature": self.temperature, "max_tokens": self.max_tokens}).encode()
         attempt = 0
         while True:
             retry_after = None
             try:
                 return _reply(self._send(body), self.url, attempt + 1)
             except urllib.error.HTTPError as err:
-                kind, message = f"http_{err.code}", f"{self.url}: HTTP {err.code}: {err.read()[:300]!r}"
+                kind = f"http_{err.code}"
+                message = f"{self.url}: HTTP {err.code}: {err.read()[:300]!r}"
                 if err.code not in RETRY_STATUS:
                     raise RequestError(kind, message, attempt + 1) from None
                 retry_after = retry_after_seconds(err.headers.get("Retry-After"))

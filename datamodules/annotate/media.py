@@ -29,7 +29,8 @@ __all__ = ["video_parts"]
 def _jpeg_base64(frame: Any, quality: int) -> str:
     """One ``(3, H, W)`` uint8 RGB frame as a base64 JPEG string."""
     buf = io.BytesIO()
-    Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy()).save(buf, format="JPEG", quality=quality)
+    image = Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy())  # (H, W, 3)
+    image.save(buf, format="JPEG", quality=quality)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -37,8 +38,9 @@ def _frame_parts(path: Path, num_frames: int, frame_size: int | None, quality: i
     # motion_frames=alpha=1: the motion clip is not needed here, one frame is the least to decode
     clip = load_clip(path, num_frames=num_frames, motion_frames=1, alpha=1, size=frame_size,
                      motion_size=32)
-    return [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + _jpeg_base64(f, quality)}}
-            for f in clip.frames]  # (T, 3, H, W)
+    return [{"type": "image_url",
+             "image_url": {"url": "data:image/jpeg;base64," + _jpeg_base64(frame, quality)}}
+            for frame in clip.frames]  # (T, 3, H, W)
 
 
 def _video_url_part(path: Path) -> dict[str, Any]:

@@ -83,11 +83,13 @@ def read_pairs(path: str | Path) -> list[PairRow]:
         reader = csv.DictReader(fh)
         missing = set(COLUMNS[:4]) - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)} (header: {reader.fieldnames})")
+            raise ValueError(f"{path}: missing columns {sorted(missing)} "
+                             f"(header: {reader.fieldnames})")
         for line, rec in enumerate(reader, start=2):
             row = _row(path, line, rec)
             if row.key in first:
-                raise ValueError(f"{path}, row {line}: pair {row.key} already on row {first[row.key]}")
+                raise ValueError(f"{path}, row {line}: pair {row.key} already on row "
+                                 f"{first[row.key]}")
             first[row.key] = line
             rows.append(row)
     return rows

@@ -1,9 +1,10 @@
 """The versioned prompt template (``templates/*.txt``) and the chat messages built from it.
 
-A template file has a ``version:`` line, then ``=== system ===`` (optional), ``=== user ===`` and
-``=== retry ===``, ``=== note_frames ===``, ``=== note_video_url ===`` sections (format and placeholders: the comment block of
-``templates/pairwise_cot_v1.txt``). Loading checks the placeholders, so a typo fails before the
-first request, not after 18k of them. Every record stores the version and the file's hash.
+A template file has a ``version:`` line, then the sections ``=== system ===`` (optional),
+``=== user ===``, ``=== retry ===``, ``=== note_frames ===`` and ``=== note_video_url ===``
+(format and placeholders: the comment block of ``templates/pairwise_cot_v1.txt``). Loading checks
+the placeholders, so a typo fails before the first request, not after 18k of them. Every record
+stores the version and the file's hash.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["DEFAULT_TEMPLATE", "INPUTS", "InputMode", "PromptTemplate", "load_te
            "build_messages"]
 
 InputMode = Literal["frames", "video_url"]
-#: How videos are shown to the annotator (:mod:`datamodules.annotate.media`); each has a note section.
+#: How videos are shown to the annotator (:mod:`datamodules.annotate.media`); each has a note.
 INPUTS: tuple[str, ...] = ("frames", "video_url")
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "pairwise_cot_v1.txt"
@@ -60,7 +61,8 @@ class PromptTemplate:
     notes: tuple[tuple[str, str], ...]
     path: str
 
-    def render(self, mos_a: float, mos_b: float, mode: InputMode = "frames", num_frames: int = 8) -> str:
+    def render(self, mos_a: float, mos_b: float, mode: InputMode = "frames",
+               num_frames: int = 8) -> str:
         """The user prompt of a pair (MOS on [1, 5]; only words reach the text).
 
         Raises:
@@ -73,7 +75,8 @@ class PromptTemplate:
         level_a, level_b = quality_levels(mos_a, mos_b)
         return self.user.format(video_note=notes[mode].format(num_frames=num_frames),
                                 level_a=level_a, level_b=level_b,
-                                comparison=margin_sentence(margin), verdict=verdict_sentence(margin),
+                                comparison=margin_sentence(margin),
+                                verdict=verdict_sentence(margin),
                                 min_words=TARGET_WORDS[0], max_words=TARGET_WORDS[1])
 
 
@@ -81,8 +84,8 @@ def _check_fields(path: Path, name: str, text: str) -> None:
     used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
     unknown, missing = used - _FIELDS[name], _REQUIRED.get(name, set()) - used
     if unknown or missing:
-        raise ValueError(f"{path}: section {name!r}: unknown placeholders {sorted(unknown)}, missing "
-                         f"{sorted(missing)}; allowed: {sorted(_FIELDS[name])}")
+        raise ValueError(f"{path}: section {name!r}: unknown placeholders {sorted(unknown)}, "
+                         f"missing {sorted(missing)}; allowed: {sorted(_FIELDS[name])}")
 
 
 @lru_cache(maxsize=8)

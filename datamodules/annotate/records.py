@@ -154,7 +154,8 @@ class Summary:
         if rec["status"] == "accepted":
             self.accepted += 1
         else:
-            (self.rejected if rec["status"] == "rejected" else self.failed)[str(rec.get("reason"))] += 1
+            counts = self.rejected if rec["status"] == "rejected" else self.failed
+            counts[str(rec.get("reason"))] += 1
         self.prompt_tokens += int(rec.get("prompt_tokens") or 0)
         self.completion_tokens += int(rec.get("completion_tokens") or 0)
         self.requests += int(rec.get("requests") or 0)
@@ -164,9 +165,10 @@ class Summary:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             return f"{sum(counts.values())}" + (f" ({parts})" if parts else "")
 
-        return (f"{self.total} pairs: accepted {self.accepted}, rejected {by_reason(self.rejected)}, "
-                f"failed {by_reason(self.failed)}, pending {self.pending}; {self.requests} requests, "
-                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")
+        return (f"{self.total} pairs: accepted {self.accepted}, rejected "
+                f"{by_reason(self.rejected)}, failed {by_reason(self.failed)}, pending "
+                f"{self.pending}; {self.requests} requests, {self.prompt_tokens} prompt + "
+                f"{self.completion_tokens} completion tokens")
 
 
 def summarize(records: dict[Key, dict[str, Any]], keys: Iterable[Key] | None = None) -> Summary:

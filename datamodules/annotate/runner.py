@@ -58,17 +58,18 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.concurrency < 1 or self.num_frames < 1:
-            raise ValueError(f"attempts, concurrency and num_frames must be >= 1, got {self.attempts}, "
-                             f"{self.concurrency}, {self.num_frames}")
+            raise ValueError(f"attempts, concurrency and num_frames must be >= 1, got "
+                             f"{self.attempts}, {self.concurrency}, {self.num_frames}")
 
 
 def _record(pair: PairRow, client: ChatClient, template: PromptTemplate, settings: RunSettings,
             **fields: Any) -> dict[str, Any]:
-    rec = {"video_a": pair.video_a, "video_b": pair.video_b, "mos_a": pair.mos_a, "mos_b": pair.mos_b,
-           "margin": pair.margin, "benchmark": pair.benchmark, "status": None, "reason": None,
-           "detail": "", "rationale": "", "attempts": 0, "requests": 0, "prompt_tokens": 0,
-           "completion_tokens": 0, "model": client.model, "template": template.version,
-           "template_sha": template.sha, "input": settings.input,
+    """A JSONL record (schema: :mod:`datamodules.annotate.records`) with ``fields`` filled in."""
+    rec = {"video_a": pair.video_a, "video_b": pair.video_b, "mos_a": pair.mos_a,
+           "mos_b": pair.mos_b, "margin": pair.margin, "benchmark": pair.benchmark,
+           "status": None, "reason": None, "detail": "", "rationale": "", "attempts": 0,
+           "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "model": client.model,
+           "template": template.version, "template_sha": template.sha, "input": settings.input,
            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     rec.update(fields)
     return rec
@@ -76,7 +77,7 @@ def _record(pair: PairRow, client: ChatClient, template: PromptTemplate, setting
 
 def annotate_one(pair: PairRow, client: ChatClient, template: PromptTemplate,
                  settings: RunSettings) -> dict[str, Any]:
-    """Annotate one pair; the record says accepted, rejected (with reason) or failed (with error)."""
+    """Annotate one pair; its record is accepted, rejected (with reason) or failed (error)."""
     root = Path(settings.video_root) if settings.video_root else None
     try:
         parts = [video_parts(root / name if root else name, settings.input, settings.num_frames,
@@ -156,7 +157,8 @@ def annotate_pairs(pairs: Sequence[PairRow], out: str | Path, client: ChatClient
         jobs.put(pair)
     work = lambda pair: _annotate_safely(pair, client, template, settings)  # noqa: E731
     for _ in range(min(settings.concurrency, len(todo))):
-        threading.Thread(target=_worker, args=(jobs, results, work, client.stop), daemon=True).start()
+        threading.Thread(target=_worker, args=(jobs, results, work, client.stop),
+                         daemon=True).start()
     run = Summary(total=len(todo), pending=len(todo))
     with RecordWriter(out) as sink, tqdm(total=len(todo), unit="pair", disable=not progress,
                                          desc="annotate", dynamic_ncols=True) as bar:

@@ -68,7 +68,8 @@ class Check:
 
     Attributes:
         ok: the reply is accepted.
-        rationale: the cleaned reply (verdict canonicalised when it parsed).
+        rationale: accepted: the text to train on (the verdict in its canonical form);
+            rejected: the cleaned reply, kept in the record for auditing.
         reason: one of :data:`REASONS` when rejected, else ``None``.
         detail: what exactly failed (quoted text), for the record and the retry prompt.
     """
@@ -202,11 +203,13 @@ def verify_reply(reply: str, margin: float) -> Check:
         return Check(False, text, "empty", "the reply has no text")
     if not WORD_BOUNDS[0] <= words <= WORD_BOUNDS[1]:
         reason = "too_short" if words < WORD_BOUNDS[0] else "too_long"
-        return Check(False, text, reason, f"{words} words; allowed {WORD_BOUNDS[0]}-{WORD_BOUNDS[1]}")
+        allowed = f"{WORD_BOUNDS[0]}-{WORD_BOUNDS[1]}"
+        return Check(False, text, reason, f"{words} words; allowed {allowed}")
     sentences = _sentences(text)
     got, want = parse_verdict(text), _expected(margin)
     if got is None:
-        return Check(False, text, "no_verdict", f"last sentence {sentences[-1]!r} is not the verdict")
+        return Check(False, text, "no_verdict",
+                     f"last sentence {sentences[-1]!r} is not the verdict")
     problem = _body_check(" ".join(sentences[:-1]), margin)
     if problem is None and got != want:
         problem = ("wrong_direction" if got[0] != want[0] else "wrong_degree",

@@ -24,6 +24,7 @@ from PIL import Image
 
 from datamodules.annotate import load_template, read_pairs, read_records, verdict_sentence
 from datamodules.annotate.cli import main
+from datamodules.annotate.verify import REASONS
 from datamodules.pairwise import BenchmarkSpec, PairwiseVideoDataModule
 from datamodules.synthetic import generate_benchmark
 from datamodules.video import load_clip
@@ -107,6 +108,8 @@ def test_run_accounts_for_every_pair_verified_and_concurrently(annotated: Simple
                                                                  load_template().version, "video_url")
         if rec["status"] == "accepted":
             assert rec["rationale"].endswith(verdict_sentence(row.margin))
+        if rec["status"] == "rejected":
+            assert rec["reason"] in REASONS and rec["detail"] and rec["attempts"] == 3
     assert records[(ns.rows[0].video_a, "gone.mp4")]["reason"] == "video"
     assert 2 <= server.max_in_flight <= 4  # really concurrent, never more than asked
     assert records[ns.rows[0].key]["attempts"] == 2 and records[ns.rows[2].key]["requests"] == 2

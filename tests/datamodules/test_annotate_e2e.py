@@ -162,7 +162,7 @@ def test_frames_input_sends_the_projects_8_frames_as_jpeg(bench: Path, standin, 
         url = parts[1 + k]["image_url"]["url"]
         assert url.startswith("data:image/jpeg;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-        frame = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)  # (3, H, W)
+        frame = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)  # (3, H, W)
         assert image.format == "JPEG" and frame.shape == clip.frames[k].shape
         assert min(frame.shape[1:]) == 48
         diffs = (clip.frames.float() - frame.float()).abs().mean(dim=(1, 2, 3))  # (8,)

@@ -177,7 +177,7 @@ def test_sft_fast_dev_run_trains_on_the_accepted_rationales(annotated: SimpleNam
     sets = [f'--data.init_args.{key}=[{{"name": "syn_{split}", "label_file": "{labels}", '
             f'"video_root": "{data}", "split": "{split}"}}]'
             for key, split in (("train_sets", "train"), ("val_sets", "test"), ("test_sets", "ood_content"))]
-    cli = run_main(["--config", str(REPO / "conf/base.yaml"), "--config", str(REPO / "conf/sft.yaml"),
+    cli = run_main(["--config", str(REPO / "conf/sft.yaml"),
                     "--config", str(REPO / "conf/tiny.yaml"), "--trainer.fast_dev_run=true",
                     f"--trainer.default_root_dir={annotated.work / 'run'}",
                     f"--data.init_args.rationale_file={annotated.out}", *sets], run=False)

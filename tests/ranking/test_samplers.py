@@ -98,7 +98,7 @@ def _exact_state(n: int = 200, seed: int = 0, chords: int = 0
     pairs = np.stack([path[:-1], path[1:]], 1)
     extra = rng.integers(0, n, (chords, 2))
     pairs = np.concatenate([pairs, extra[extra[:, 0] != extra[:, 1]]])
-    sampler = AppendixASampler(n, seed=seed)
+    sampler = AppendixASampler(n, seed=seed, provisional="lsq")  # exact ratings, known order
     sampler.observe(pairs, s[pairs[:, 0]] - s[pairs[:, 1]])
     return sampler, s
 
@@ -132,32 +132,30 @@ def test_strict_takes_low_degree_vertices_first() -> None:
     assert (deg[again[:, 0]] == 1).all()
 
 
-def test_strict_ratings_are_updated_from_each_batch() -> None:
-    """Ratings are LSQ (or Elo) of all answered margins, and the next batch follows them."""
+@pytest.mark.parametrize("provisional", ["elo", "lsq"])
+def test_strict_ratings_are_updated_from_each_batch(provisional: str) -> None:
+    """Ratings are Elo (or LSQ) of all answered margins, and the next batch follows them."""
     n = 120
     s = np.linspace(1.0, 5.0, n)
     batches = {}
     for flip in (1.0, -1.0):  # the same pairs, answered with opposite signs
-        sampler = AppendixASampler(n, seed=0)
+        sampler = AppendixASampler(n, seed=0, provisional=provisional)  # type: ignore[arg-type]
         first = sampler.propose(60)
         sampler.observe(first, flip * (s[first[:, 0]] - s[first[:, 1]]))
         pairs, margins = sampler.observed()
-        truth = lsq_solve(pairs, margins, n, warn=False).scores  # early graphs are split
-        np.testing.assert_allclose(sampler.ratings(), truth, atol=1e-3)
+        expected = elo_scores(pairs, margins, n) if provisional == "elo" else \
+            lsq_solve(pairs, margins, n, warn=False).scores  # early graphs are split
+        np.testing.assert_allclose(sampler.ratings(), expected, atol=1e-3)
         batches[flip] = sampler.propose(60)
     assert not np.array_equal(batches[1.0], batches[-1.0])
-    elo = AppendixASampler(n, seed=0, provisional="elo")
-    first = elo.propose(60)
-    elo.observe(first, s[first[:, 0]] - s[first[:, 1]])
-    np.testing.assert_allclose(elo.ratings(), elo_scores(first, s[first[:, 0]] - s[first[:, 1]], n))
 
 
 def test_strict_stops_when_no_local_partner_is_left() -> None:
-    """Tiny quantiles and windows cannot carry a 5N budget: the run ends short instead of
-    reaching for far partners."""
+    """Tiny quantiles and windows over a settled rating order (exact LSQ ratings) cannot carry
+    a 5N budget: the run ends short instead of reaching for far partners."""
     n = 30
     s = np.linspace(1.0, 5.0, n)
-    sampler = AppendixASampler(n, seed=0, quantiles=10, window=1)
+    sampler = AppendixASampler(n, seed=0, quantiles=10, window=1, provisional="lsq")
     pairs, _ = run_comparisons(lambda q: s[q[:, 0]] - s[q[:, 1]], n, sampler=sampler,
                                batch_size=8)
     assert 30 <= len(pairs) < 5 * n

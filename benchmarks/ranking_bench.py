@@ -154,7 +154,8 @@ def bench_recovery(name: str, sigma: float, seed: int = 0, steps: int = 10,
 
 def summarise(rows: Sequence[dict]) -> list[dict]:
     """Per (sampler, σ): mean ± std over benchmarks x seeds of each aggregator's SRCC (PLCC
-    for LSQ), and the share of runs whose final graph is disconnected."""
+    for LSQ), the mean share of the budget after which the SRCC of LSQ / Elo / win-rate is
+    stable (Fig. 4), and the share of runs whose final graph is disconnected."""
     out = []
     for sampler in dict.fromkeys(r["sampler"] for r in rows):
         for sigma in sorted({r["sigma"] for r in rows}):
@@ -164,6 +165,10 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
                 srcc = np.array([r["srcc"] for r in sub if r["aggregator"] == agg])
                 row[f"{agg}_srcc"], row[f"{agg}_srcc_std"] = srcc.mean(), srcc.std()
             row["lsq_plcc"] = float(np.mean([r["plcc"] for r in sub if r["aggregator"] == "lsq"]))
+            for agg in ("lsq", "elo", "winrate"):  # Fig. 4: SRCC stable after this share of 5N
+                row[f"{agg}_stable"] = float(np.mean([
+                    np.nan if r["stable_srcc_edges"] is None else r["stable_srcc_edges"] / r["edges"]
+                    for r in sub if r["aggregator"] == agg]))
             runs = [r for r in sub if r["aggregator"] == "lsq"]
             row["runs"] = len(runs)
             row["disconnected"] = sum(r["components"] > 1 for r in runs) / len(runs)
@@ -211,6 +216,7 @@ def run_recovery(names: Sequence[str], sigmas: Sequence[float], seeds: Sequence[
     gaps = paired_gap(rows, "robust", "appendix_a")
     print(_table(summary, ["sampler", "sigma", "runs", "lsq_srcc", "lsq_plcc", "bt_srcc",
                            "elo_srcc", "winrate_srcc", "disconnected"]))
+    print(_table(summary, ["sampler", "sigma", "lsq_stable", "elo_stable", "winrate_stable"]))
     print(_table(gaps, ["gap", "sigma", "aggregator", "mean", "std", "min", "max"]))
     return {"rows": rows, "summary": summary, "gaps": gaps,
             "setup": {"benchmarks": list(names), "sigmas": list(sigmas), "seeds": list(seeds),

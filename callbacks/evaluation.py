@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -33,7 +32,14 @@ from callbacks import figures, tables
 from callbacks import leaderboard as lb
 from callbacks.journal import Journal, JournalIdentity, items_digest, slug
 from callbacks.oracle import JournaledOracle, score_pointwise
-from callbacks.outcome import BAD_COLUMNS, BenchmarkOutcome, bad_rows, metrics, result_rows
+from callbacks.outcome import (
+    BAD_COLUMNS,
+    BenchmarkOutcome,
+    bad_rows,
+    convergence_curves,
+    metrics,
+    result_rows,
+)
 from ranking import AGGREGATOR_NAMES, AggregatorName, SamplerName
 
 StageName = Literal["val", "test", "predict"]
@@ -51,7 +57,9 @@ class ComparisonGraphEvaluation(Callback):
     no curves: there is no MOS to converge to).
 
     Args:
-        sampler: ``"paper"`` (App. A), ``"random"`` (near-regular) or ``"active"``.
+        sampler: ``"robust"`` (App. A pairing in a connected frame, the default),
+            ``"appendix_a"`` (App. A as written, may disconnect), ``"random"`` (near-regular)
+            or ``"active"``; see :mod:`ranking.samplers`.
         budget_per_item: comparisons per video; the budget is ``round(budget_per_item * N)``
             (5N in the paper).
         batch_size: pairs per sampler round, split over ranks (each rank answers its share).
@@ -69,7 +77,9 @@ class ComparisonGraphEvaluation(Callback):
             of the same command resumes it and any other setting starts a new one.
         lock_timeout: seconds to wait when another run is using the same journal (0: stop at
             once with an error naming that run).
-        convergence_steps: prefixes for the Fig. 4 convergence curves at val/test (0 = skip).
+        convergence_steps: prefixes for the Fig. 4 convergence curves at val/test (0 = skip);
+            written as ``convergence.json`` (with each aggregator's stability point) and
+            ``fig4_<bench>.png``, and logged to TensorBoard.
         num_rationales: rationales shown as TensorBoard text per benchmark.
         top_k: leaderboard rows printed at the end of predict.
         progress: show a tqdm bar with ETA over comparisons.
@@ -78,7 +88,7 @@ class ComparisonGraphEvaluation(Callback):
 
     def __init__(
         self,
-        sampler: SamplerName = "paper",
+        sampler: SamplerName = "robust",
         budget_per_item: float = 5.0,
         batch_size: int = 16,
         seed: int = 0,
@@ -295,7 +305,7 @@ class ComparisonGraphEvaluation(Callback):
     @rank_zero_only
     def _write_outputs(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Run info, then at predict the leaderboards, else the results CSV, markdown tables,
-        bad-video list, convergence curves and figures."""
+        bad-video list, Fig. 4 curves (``convergence.json``, ``fig4_<bench>.png``) and figures."""
         out = self._out_dir(trainer, stage)
         out.mkdir(parents=True, exist_ok=True)
         tables.write_run_info(out / "run_info.json", _run_info(trainer, pl_module))
@@ -307,29 +317,15 @@ class ComparisonGraphEvaluation(Callback):
         prefix = "val_" if stage == "val" else ""
         tables.write_csv(bad_rows(self.outcomes), out / f"{prefix}bad_videos.csv", BAD_COLUMNS)
         text = tables.write_results(self.results, out, prefix, self.method_name)
-        curves = {name: self._convergence(o) for name, o in self.outcomes.items()}
-        (out / f"{prefix}convergence.json").write_text(
-            json.dumps({k: v.to_dict() for k, v in curves.items() if v is not None}, indent=1)
-        )
+        curves = {
+            name: convergence_curves(o, self.aggregators, self.convergence_steps,
+                                     self.draw_threshold)
+            for name, o in self.outcomes.items()
+        }
+        figures.write_convergence(out, prefix, curves)
         figures.log_figures(trainer, stage, self.outcomes, curves)
         if stage == "test":
             print(f"\nResults ({out}):\n{text}")
-
-    def _convergence(self, outcome: BenchmarkOutcome) -> ranking.ConvergenceResult | None:
-        """Fig. 4 protocol: correlations of each aggregator over prefixes of the edge stream."""
-        rec = outcome.recovery
-        if self.convergence_steps <= 0 or rec is None:
-            return None
-        mos = outcome.mos[rec.valid]
-        if len(rec.pairs) < 4 or len(mos) < 3 or not np.isfinite(mos).all():
-            return None
-        with warnings.catch_warnings():  # early prefixes are disconnected by design
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return ranking.convergence(
-                rec.pairs, rec.margins, mos, self.aggregators,
-                steps=min(self.convergence_steps, len(rec.pairs)),
-                draw_threshold=self.draw_threshold,
-            )
 
 
 # ---------------------------------------------------------------------- helpers

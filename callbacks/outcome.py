@@ -1,13 +1,14 @@
-"""What one benchmark's evaluation produced, and the rows and metrics reported from it.
+"""What one benchmark's evaluation produced, and the rows, metrics and curves reported from it.
 
 :class:`BenchmarkOutcome` is filled by the oracle (comparisons, bad videos, rationales) and by
 the score recovery (:class:`ranking.Recovery`); :func:`result_rows` turns it into
-``results.csv`` rows, :func:`metrics` into the logged ``<stage>/<bench>/...`` keys and
-:func:`bad_rows` into ``bad_videos.csv``.
+``results.csv`` rows, :func:`metrics` into the logged ``<stage>/<bench>/...`` keys,
+:func:`bad_rows` into ``bad_videos.csv`` and :func:`convergence_curves` into its Fig. 4 curves.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from callbacks import tables
-from ranking import Recovery, correlations
+from ranking import ConvergenceResult, Recovery, convergence, correlations
 
 BAD_COLUMNS = ("benchmark", "index", "video", "reason")
 NO_CORRELATION = {"srcc": np.nan, "plcc": np.nan, "krcc": np.nan, "plcc_logistic": np.nan}
@@ -114,3 +115,23 @@ def unscored_rows(outcome: BenchmarkOutcome) -> list[dict[str, Any]]:
         for i, v in enumerate(outcome.names)
         if i not in outcome.bad and not scored[i]
     ]
+
+
+def convergence_curves(outcome: BenchmarkOutcome, aggregators: Sequence[str], steps: int,
+                       draw_threshold: float) -> ConvergenceResult | None:
+    """Fig. 4 protocol on one benchmark: each aggregator's SRCC/PLCC over ``steps`` prefixes of
+    the usable edge stream, in the order the sampler asked them (:func:`ranking.convergence`).
+
+    ``None`` when there is nothing to converge to: ``steps <= 0``, no pairwise graph (pointwise
+    model), fewer than 4 usable edges or 3 scored items, or an item without a MOS (predict).
+    """
+    rec = outcome.recovery
+    if steps <= 0 or rec is None:
+        return None
+    mos = outcome.mos[rec.valid]
+    if len(rec.pairs) < 4 or len(mos) < 3 or not np.isfinite(mos).all():
+        return None
+    with warnings.catch_warnings():  # early prefixes are disconnected by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return convergence(rec.pairs, rec.margins, mos, aggregators,
+                           steps=min(steps, len(rec.pairs)), draw_threshold=draw_threshold)

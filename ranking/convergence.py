@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,19 +19,46 @@ class ConvergenceResult:
     Attributes:
         edges: prefix sizes (number of edges) at which every aggregator was evaluated.
         curves: ``curves[aggregator][metric]`` -> list aligned with ``edges``.
-        stable_at: ``stable_at[aggregator][metric]`` -> first prefix size after which the
-            metric stays within ``band`` of its final value (Fig. 4 "stable").
+        stable_at: ``stable_at[aggregator][metric]`` -> first prefix size from which the
+            metric stays within ``band`` of its final value (Fig. 4 "stable"); ``None`` when it
+            never does (its final value is undefined).
         band: the stability band (0.005 in the paper).
     """
 
     edges: list[int]
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    stable_at: dict[str, dict[str, int]] = field(default_factory=dict)
+    stable_at: dict[str, dict[str, int | None]] = field(default_factory=dict)
     band: float = 0.005
 
     def to_dict(self) -> dict:
-        """Plain JSON-serialisable dict."""
+        """Plain JSON-serialisable dict (NaN correlations stay ``NaN``, as Python's json writes)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConvergenceResult:
+        """Inverse of :meth:`to_dict` (e.g. one benchmark's entry of ``convergence.json``).
+
+        Raises:
+            ValueError: a key is missing or a curve's length differs from ``edges``.
+
+        >>> r = ConvergenceResult([2, 4], {"lsq": {"srcc": [0.5, 0.9]}}, {"lsq": {"srcc": 4}})
+        >>> ConvergenceResult.from_dict(r.to_dict()) == r
+        True
+        """
+        missing = [k for k in ("edges", "curves", "stable_at") if k not in data]
+        if missing:
+            raise ValueError(f"convergence entry lacks {missing}; has {sorted(data)}")
+        edges = [int(e) for e in data["edges"]]
+        curves = {agg: {m: [float(v) for v in vals] for m, vals in metrics.items()}
+                  for agg, metrics in data["curves"].items()}
+        for agg, metrics in curves.items():
+            for m, vals in metrics.items():
+                if len(vals) != len(edges):
+                    raise ValueError(f"curve {agg}/{m} has {len(vals)} points for "
+                                     f"{len(edges)} prefix sizes")
+        stable = {agg: {m: None if v is None else int(v) for m, v in metrics.items()}
+                  for agg, metrics in data["stable_at"].items()}
+        return cls(edges, curves, stable, float(data.get("band", 0.005)))
 
 
 def stable_index(values: Sequence[float], band: float) -> int:

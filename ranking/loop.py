@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ranking.samplers import BaseSampler, PaperSampler
+from ranking.samplers import BaseSampler, RobustSampler
 
 Oracle = Callable[[np.ndarray], np.ndarray]
 
@@ -30,7 +30,7 @@ def run_comparisons(oracle: Oracle, num_items: int, budget: int | None = None,
         oracle: maps (k, 2) int pairs to (k,) float margins (``s_i - s_j``).
         num_items: N.
         budget: total number of pairs to ask, answered ones included (default ``5 * N``).
-        sampler: the pair sampler (default ``PaperSampler(num_items, seed=0)``).
+        sampler: the pair sampler (default ``RobustSampler(num_items, seed=0)``).
         batch_size: pairs per oracle call (default ``max(16, N // 10)``).
         answered: already-answered ``(pairs (E0, 2), margins (E0,))``.
         progress: called as ``progress(n_done, budget)`` after every batch.
@@ -45,7 +45,7 @@ def run_comparisons(oracle: Oracle, num_items: int, budget: int | None = None,
     ((10, 2), True)
     """
     budget = 5 * num_items if budget is None else int(budget)
-    sampler = PaperSampler(num_items, seed=0) if sampler is None else sampler
+    sampler = RobustSampler(num_items, seed=0) if sampler is None else sampler
     batch_size = max(16, num_items // 10) if batch_size is None else int(batch_size)
     pairs_out: list[np.ndarray] = []
     margins_out: list[np.ndarray] = []

@@ -141,7 +141,7 @@ def test_header_records_the_full_identity(tmp_path: Path, fakes: Any, run_eval: 
     assert header is not None and header["identity"]["model"] == model.comparison_identity()
     assert {k: header["identity"][k] for k in ("benchmark", "num_items", "sampler", "seed",
                                                "budget", "symmetrize")} == \
-        {"benchmark": "konvid", "num_items": 12, "sampler": "paper", "seed": 3, "budget": 60,
+        {"benchmark": "konvid", "num_items": 12, "sampler": "robust", "seed": 3, "budget": 60,
          "symmetrize": False}
     assert path.name == f"konvid-{header['digest']}.jsonl"
 
@@ -262,7 +262,7 @@ def test_predict_leaderboard_reuses_the_lsq_solution(tmp_path: Path, fakes: Any,
         return solve(*args, **kwargs)
 
     monkeypatch.setattr(ranking.aggregate, "lsq_solve", counting)
-    monkeypatch.setattr(ranking.samplers, "lsq_solve", lambda *a, **k: solve(*a, **k))
+    monkeypatch.setattr(ranking.sampler_base, "lsq_solve", lambda *a, **k: solve(*a, **k))
     dm = fakes.DataModule({"predict": (fakes.mos(12), "predict")})
     cb = run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, stage="predict")
     assert calls == [12]  # one solve on the final graph; the leaderboard only adds errors
@@ -292,19 +292,66 @@ def test_default_callback_does_each_stage_job(tmp_path: Path, fakes: Any, run_ev
     assert "val" not in ComparisonGraphEvaluation().stages  # validation stays opt-in
 
 
-def test_tensorboard_figures_and_convergence(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
+def test_fig4_png_json_and_tensorboard(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
+    """Fig. 4: ``convergence.json`` with each aggregator's stability point, a non-empty PNG per
+    benchmark, and TensorBoard images and curves (step = number of comparisons)."""
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
     logger = TensorBoardLogger(str(tmp_path), name="tb")
     run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, logger=logger, convergence_steps=5)
     curves = json.loads((tmp_path / "out" / "convergence.json").read_text())["konvid"]
     assert set(curves["curves"]) == {"lsq", "elo", "winrate", "bt"} and len(curves["edges"]) == 5
+    for agg, metrics in curves["curves"].items():
+        for metric, values in metrics.items():
+            k = ranking.stable_index(values, 0.005)
+            expected = curves["edges"][k] if k < len(values) else None
+            assert curves["stable_at"][agg][metric] == expected
+    png = (tmp_path / "out" / "fig4_konvid.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(Path(logger.log_dir)), size_guidance={"images": 0, "tensors": 0})
+    acc = EventAccumulator(str(Path(logger.log_dir)), size_guidance={"images": 0, "tensors": 0,
+                                                                     "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
     assert {"test/konvid/convergence", "test/konvid/scatter"} <= set(tags["images"])
     assert any("rationales" in t for t in tags["tensors"])
+    lsq = acc.Scalars("test/konvid/convergence/lsq_srcc")
+    assert [e.step for e in lsq] == curves["edges"]
+    assert [e.value for e in lsq] == pytest.approx(curves["curves"]["lsq"]["srcc"], abs=1e-6)
+
+
+def test_fig4_cli_rebuilds_the_pngs_from_a_finished_run(tmp_path: Path, fakes: Any,
+                                                        run_eval: Any) -> None:
+    from callbacks import figures
+
+    dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain"),
+                           "yt gaming": (fakes.mos(seed=2), "out_of_domain")})
+    run = tmp_path / "version_0"
+    run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, convergence_steps=4,
+             output_dir=str(run / "eval"))
+    for png in (run / "eval").glob("fig4_*.png"):
+        png.unlink()  # only convergence.json (and the journals) are left
+    assert figures.main(["fig4", str(run), "--out", str(tmp_path / "rebuilt")]) == 0
+    rebuilt = sorted(p.name for p in (tmp_path / "rebuilt").glob("*.png"))
+    assert rebuilt == ["fig4_konvid.png", "fig4_yt_gaming.png"]
+    assert all((tmp_path / "rebuilt" / p).stat().st_size > 10_000 for p in rebuilt)
+    assert figures.main(["fig4", str(run / "eval" / "convergence.json")]) == 0  # beside it
+    assert (run / "eval" / "fig4_konvid.png").is_file()
+    with pytest.raises(FileNotFoundError, match="val_convergence.json"):
+        figures.main(["fig4", str(run), "--stage", "val"])
+    (tmp_path / "bad.json").write_text('{"konvid": {"edges": [1]}}')
+    with pytest.raises(ValueError, match="bad.json.*lacks"):
+        figures.main(["fig4", str(tmp_path / "bad.json")])
+
+
+def test_strict_appendix_a_sampler_through_the_callback(tmp_path: Path, fakes: Any,
+                                                        run_eval: Any) -> None:
+    dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
+    cb = run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, sampler="appendix_a")
+    header, _ = read_journal(_journals(tmp_path)[0])
+    assert header is not None and header["identity"]["sampler"] == "appendix_a"
+    assert len(cb.outcomes["konvid"].pairs) == 5 * fakes.N
+    assert cb.trainer.callback_metrics["test/konvid/lsq_srcc"] > 0.95
 
 
 @pytest.mark.parametrize(("key", "value"), [("sampler", "papr"), ("aggregators", ["lsq", "mean"]),

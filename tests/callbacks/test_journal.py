@@ -24,7 +24,7 @@ from callbacks.journal import (
 
 NAMES = [f"v{i}.mp4" for i in range(5)]
 IDENTITY = JournalIdentity(model={"weights": "ab12", "max_new_tokens": 64}, benchmark="konvid",
-                           num_items=5, items_digest="abc", sampler="paper", seed=0, budget=25,
+                           num_items=5, items_digest="abc", sampler="robust", seed=0, budget=25,
                            symmetrize=False)
 
 

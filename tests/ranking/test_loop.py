@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ranking import PaperSampler, run_comparisons
+from ranking import RobustSampler, run_comparisons
 
 
 def test_resume_asks_nothing_twice() -> None:
@@ -13,11 +13,11 @@ def test_resume_asks_nothing_twice() -> None:
         asked.append(q.copy())
         return s[q[:, 0]] - s[q[:, 1]]
 
-    first = run_comparisons(oracle, 80, budget=150, sampler=PaperSampler(80, seed=1),
+    first = run_comparisons(oracle, 80, budget=150, sampler=RobustSampler(80, seed=1),
                             batch_size=32)
     asked.clear()
     calls: list[tuple[int, int]] = []
-    pairs, margins = run_comparisons(oracle, 80, sampler=PaperSampler(80, seed=1),
+    pairs, margins = run_comparisons(oracle, 80, sampler=RobustSampler(80, seed=1),
                                      batch_size=32, answered=first,
                                      progress=lambda d, b: calls.append((d, b)))
     assert len(pairs) == 400 and calls[-1] == (400, 400)
@@ -36,7 +36,7 @@ def test_nan_answers_are_recorded_but_not_used() -> None:
         m[(q == 7).any(1)] = np.nan  # item 7 "fails to decode"
         return m
 
-    sampler = PaperSampler(40, seed=0)
+    sampler = RobustSampler(40, seed=0)
     pairs, margins = run_comparisons(oracle, 40, sampler=sampler, batch_size=16)
     failed = np.isnan(margins)
     assert failed.any() and (pairs[failed] == 7).any(1).all()

@@ -57,9 +57,12 @@ class ComparisonGraphEvaluation(Callback):
     no curves: there is no MOS to converge to).
 
     Args:
-        sampler: ``"robust"`` (App. A pairing in a connected frame, the default),
-            ``"appendix_a"`` (App. A as written, may disconnect), ``"random"`` (near-regular)
-            or ``"active"``; see :mod:`ranking.samplers`.
+        sampler: ``"appendix_a"`` (App. A as written), ``"robust"`` (App. A pairing in a
+            frame that keeps the graph connected), ``"random"`` (near-regular) or ``"active"``;
+            see :mod:`ranking.samplers`. ``None`` (default): ``appendix_a`` at val/test -- the
+            paper's protocol; it ties ``robust`` on LSQ and does not handicap Elo / win-rate
+            (README, score recovery) -- and ``robust`` at predict, where a leaderboard needs
+            every score on one scale.
         budget_per_item: comparisons per video; the budget is ``round(budget_per_item * N)``
             (5N in the paper).
         batch_size: pairs per sampler round, split over ranks (each rank answers its share).
@@ -88,7 +91,7 @@ class ComparisonGraphEvaluation(Callback):
 
     def __init__(
         self,
-        sampler: SamplerName = "robust",
+        sampler: SamplerName | None = None,
         budget_per_item: float = 5.0,
         batch_size: int = 16,
         seed: int = 0,
@@ -108,7 +111,7 @@ class ComparisonGraphEvaluation(Callback):
     ) -> None:
         super().__init__()
         for what, values, allowed in (
-            ("sampler", [sampler], SAMPLER_NAMES),
+            ("sampler", [sampler] if sampler is not None else [], SAMPLER_NAMES),
             ("aggregators", aggregators, AGGREGATOR_NAMES),
             ("stages", stages, STAGES),
         ):
@@ -132,6 +135,12 @@ class ComparisonGraphEvaluation(Callback):
         self.results: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ Lightning hooks
+    def sampler_for(self, stage: str) -> SamplerName:
+        """The sampler of ``stage``: the configured one, else App. A (val/test) or robust (predict)."""
+        if self.sampler is not None:
+            return self.sampler
+        return "robust" if stage == "predict" else "appendix_a"
+
     def _reset(self, *_: Any) -> None:
         self.encode_bad = {}
 
@@ -210,7 +219,7 @@ class ComparisonGraphEvaluation(Callback):
             benchmark=eval_set.name,
             num_items=n,
             items_digest=items_digest(names),
-            sampler="pointwise" if pointwise else self.sampler,
+            sampler="pointwise" if pointwise else self.sampler_for(stage),
             seed=self.seed,
             budget=n if pointwise else int(round(self.budget_per_item * n)),
             symmetrize=self.symmetrize and not pointwise,
@@ -254,7 +263,9 @@ class ComparisonGraphEvaluation(Callback):
             rank_zero_warn(f"{stage}/{outcome.name}: fewer than 2 decodable videos; skipped")
             return
         exclude = sorted(outcome.bad)
-        sampler = ranking.SAMPLERS[self.sampler](n, seed=self.seed, exclude=np.array(exclude, int))
+        sampler = ranking.SAMPLERS[self.sampler_for(stage)](
+            n, seed=self.seed, exclude=np.array(exclude, int)
+        )
         oracle = JournaledOracle(
             trainer, pl_module, trainer.datamodule, journal, outcome.names, sampler,
             self.batch_size,

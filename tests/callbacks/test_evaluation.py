@@ -141,7 +141,7 @@ def test_header_records_the_full_identity(tmp_path: Path, fakes: Any, run_eval: 
     assert header is not None and header["identity"]["model"] == model.comparison_identity()
     assert {k: header["identity"][k] for k in ("benchmark", "num_items", "sampler", "seed",
                                                "budget", "symmetrize")} == \
-        {"benchmark": "konvid", "num_items": 12, "sampler": "robust", "seed": 3, "budget": 60,
+        {"benchmark": "konvid", "num_items": 12, "sampler": "appendix_a", "seed": 3, "budget": 60,
          "symmetrize": False}
     assert path.name == f"konvid-{header['digest']}.jsonl"
 
@@ -377,3 +377,11 @@ def test_model_identity_must_be_json(fakes: Any) -> None:
     model.comparison_identity = lambda: {"weights": object()}  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="MosOracle.comparison_identity.*JSON"):
         model_identity(model)
+
+
+def test_default_sampler_is_appendix_a_for_evaluation_and_robust_for_leaderboards() -> None:
+    default = ComparisonGraphEvaluation()
+    assert [default.sampler_for(s) for s in ("val", "test", "predict")] == \
+        ["appendix_a", "appendix_a", "robust"]
+    chosen = ComparisonGraphEvaluation(sampler="random")
+    assert {chosen.sampler_for(s) for s in ("val", "test", "predict")} == {"random"}

@@ -22,7 +22,7 @@ from lightning.pytorch import Callback, LightningModule
 from callbacks.evaluation import ComparisonGraphEvaluation
 from callbacks.rollout import RolloutCallback
 from lightning_modules import backbone as bb
-from lightning_modules import mcgrpo, objectives
+from lightning_modules import mcgrpo, objectives, training
 from lightning_modules import template as tpl
 from lightning_modules.cache import EncoderCache
 from lightning_modules.checkpoints import load_state_dict, upgrade_state_dict, weights_digest
@@ -71,7 +71,11 @@ class VersusQModule(LightningModule):
         alpha_reward, format_weight, beta_kl, clip_eps, lambda_aux, freeze_head_in_grpo, lr_grpo:
             MC-GRPO hyper-parameters (paper Sec. 4.1, App. B).
         ppo_epochs: K policy updates per rollout batch (1: automatic optimisation; K > 1:
-            manual, so ``trainer.accumulate_grad_batches`` must be 1).
+            manual, so there can be no gradient accumulation).
+        global_batch_size: items (pairs / prompts) per optimiser step over all devices; the
+            gradient accumulation is derived from it (``training.set_accumulation``). ``None``
+            keeps ``trainer.accumulate_grad_batches``.
+        activation_checkpointing: recompute the VLM's layer activations in backward (GPU memory).
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class VersusQModule(LightningModule):
         freeze_head_in_grpo: bool = False,
         lr_grpo: float = 1e-6,
         ppo_epochs: int = 1,
+        global_batch_size: int | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         for name, value, allowed in (("phase", phase, PHASES), ("target", target, tpl.TARGETS),
@@ -127,6 +133,8 @@ class VersusQModule(LightningModule):
             reasoning=reasoning, max_new_tokens=max_new_tokens, temperature=temperature,
             cache=EncoderCache(cache_size, cache_dir), freeze_vision=freeze_vision, freeze_llm=freeze_llm,
             encoder_tag=f"{parts.source}:{seed}:{motion_encoder}:{motion_weights}")
+        if activation_checkpointing:
+            training.enable_activation_checkpointing(parts.base_model)
         self.reference = mcgrpo.ReferencePolicy(init_from)
         self.parse_failures = 0
         self._digest: tuple[Any, str] | None = None
@@ -238,6 +246,19 @@ class VersusQModule(LightningModule):
         return self.model.encode_videos(batch)
 
     # ------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        """Fit: float32 trainable weights outside DeepSpeed, accumulation from the global batch."""
+        if stage != "fit":
+            return
+        if not training.uses_deepspeed(self.trainer):
+            training.keep_trainable_fp32(self)
+        if self.hparams.global_batch_size:
+            training.set_accumulation(self.trainer, self.hparams.global_batch_size, not self.automatic_optimization)
+
+    def on_fit_start(self) -> None:
+        """After the precision plugin converted the module: no low-precision weights without masters."""
+        training.check_trainable_fp32(self, self.trainer, self.hparams.dtype)
+
     def rollout_engine(self) -> RolloutCallback:
         """The ``RolloutCallback`` attached in its ``setup`` (``pl_module.rollout``)."""
         engine = getattr(self, "rollout", None)

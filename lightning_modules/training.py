@@ -1,23 +1,28 @@
 """How the fit stage meets the hardware: float32 master weights, global batch, activation checkpointing.
 
-Called from ``VersusQModule.setup("fit")`` (before the strategy moves the model, builds the
-optimizer or DeepSpeed reads ``accumulate_grad_batches``) and ``on_fit_start`` (after the
-precision plugin converted the module).
+Called from ``VersusQModule.__init__`` (before ``init_from`` is loaded, so the hand-off keeps the
+float32 values), ``setup("fit")`` (before the strategy moves the model, builds the optimizer or
+DeepSpeed reads ``accumulate_grad_batches``) and ``on_fit_start`` (after the precision plugin
+converted the module).
 
 * **Master weights** (issue 9, item 1). ``model.dtype: bfloat16`` stores the VLM in bf16 to save
   memory. Plain AdamW on bf16 weights rounds most lr-1e-5 updates away, and ``bf16-mixed`` is only
-  autocast -- it never keeps a float32 copy. So outside DeepSpeed (whose ZeRO optimizer keeps
-  float32 masters of bf16 weights itself) every *trainable* parameter is held in float32 and
-  autocast runs the matmuls in bf16; frozen parts stay in ``dtype``. A trainable parameter that
-  is not float32 when fitting starts (``precision: bf16-true`` / ``16-true`` cast it) is an error.
+  autocast -- it never keeps a float32 copy. So every *trainable* parameter is held in float32
+  (autocast runs the matmuls in bf16) and only frozen parts stay in ``dtype``; DeepSpeed casts the
+  module to bf16 itself and keeps float32 masters in its ZeRO optimizer. A trainable parameter
+  that is not float32 when fitting starts outside DeepSpeed (``precision: bf16-true`` /
+  ``16-true`` cast it) is an error.
 * **Global batch** (item 4). ``global_batch_size`` is the one batch setting: the gradient
   accumulation is derived from it, the world size and the per-device batch, so stacking a
   multi-GPU overlay keeps the paper's batch.
 * **Activation checkpointing** (item 8): a config switch, on in the GPU overlays.
+* **Optimiser groups and schedule**: backbone / projector / head learning rates, warm-up + cosine.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -115,3 +120,37 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def param_groups(model: Any, hp: Any) -> list[dict[str, Any]]:
+    """AdamW groups: trainable VLM weights, motion projector, head (each with its learning rate).
+
+    MC-GRPO trains the LLM and projector at ``lr_grpo`` (paper Sec. 4.1: eta) and the head at
+    ``lr_head`` (eta_phi of Eq. 14); the "GRPO from SFT" ablation freezes the head.
+    """
+    grpo = hp.phase == "mcgrpo"
+    head = [] if (grpo and hp.freeze_head_in_grpo) else list(model.head.parameters())
+    groups = [
+        {"name": "backbone", "params": [p for p in model.vlm.parameters() if p.requires_grad],
+         "lr": hp.lr_grpo if grpo else hp.lr_backbone},
+        {"name": "projector", "params": list(model.motion_projector.parameters()),
+         "lr": hp.lr_grpo if grpo else hp.lr_projector},
+        {"name": "head", "params": head, "lr": hp.lr_head},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up over ``warmup`` steps, then cosine to 0 at ``total``.
+
+    >>> f = warmup_cosine(2, 10)
+    >>> [round(f(s), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+
+    return factor

@@ -1,29 +1,36 @@
-"""Append-only JSONL journal of evaluation comparisons (resume without repeating a pair).
+"""Append-only JSONL journal of evaluation comparisons: persistence only (no model, no ranks).
 
-Layout of a journal file::
+A journal's *identity* is everything that changes a comparison (:class:`JournalIdentity`: the
+model's :meth:`comparison_identity`, benchmark, item list, sampler, seed, budget, symmetrize).
+Its digest is part of the file name, so a run whose identity differs in anything opens a new
+journal, and an identical run resumes the old one exactly. Layout of a journal file::
 
-    {"type": "header", "checkpoint_id": ..., "benchmark": ..., "num_items": N, "sampler": ...,
-     "seed": ..., "budget": ..., "symmetrize": ..., "items_digest": ..., "created": ...}
+    {"type": "header", "digest": ..., "identity": {...}, "checkpoint_id": ..., "created": ...}
     {"type": "pair", "i": 3, "j": 17, "name_i": ..., "name_j": ..., "margin": 0.41,
-     "rationale": ..., "margin_rev": null, "rationale_rev": null, "checkpoint_id": ..., "time": ...}
+     "rationale": ..., "margin_rev": null, "rationale_rev": null, "forced": false, ...}
     # margin = m(i, j) as answered (null = failed); margin_rev = m(j, i) when both orders were
-    # asked (symmetrize); the margin used is then (margin - margin_rev) / 2
+    # asked (symmetrize); the margin used is then (margin - margin_rev) / 2. forced: the answer
+    # hit the token budget and the template was closed by the system.
     {"type": "reverse", "i": 3, "j": 17, "margin_rev": -0.38, "rationale_rev": ..., ...}
     {"type": "bad", "index": 5, "name": ..., "reason": ...}
     {"type": "score", "index": 2, "name": ..., "score": 3.1, "rationale": ...}   # pointwise
 
 Every record is written, flushed and ``fsync``-ed before the caller uses it, so a killed run
-loses at most the line being written; a torn last line is ignored with a warning. A file whose
-header differs from the current run (another checkpoint, benchmark, sampler, seed, budget or
-video list) is refused with :class:`JournalMismatchError`.
+loses at most the line being written; a torn last line is ignored with a warning. While open,
+a journal is locked (:class:`JournalLock`) so two runs never write the same file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
 import os
+import re
+import socket
+import sys
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,15 +38,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from datamodules.video import VideoDecodeError
-
 RECORD_TYPES = ("pair", "reverse", "bad", "score")
+MARGIN_KEYS = ("margin", "margin_rev", "score")  # NaN -> null (JSON has no NaN)
+Answer = tuple[float | None, str | None, bool]  # one model answer: (value, rationale, forced)
 
 
 class JournalMismatchError(ValueError):
-    """The journal on disk was written by a different run (checkpoint, benchmark, settings)."""
+    """A journal file does not hold what its name says (edited, or not a VersusQ journal)."""
+
+
+class JournalLockedError(RuntimeError):
+    """Another process is using the journal (the message names it)."""
 
 
 def now() -> str:
@@ -47,57 +56,78 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def slug(text: str) -> str:
+    """File-name-safe version of an id.
+
+    >>> slug("ckpt:last.ckpt:0:ab12")
+    'ckpt_last.ckpt_0_ab12'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "unnamed"
+
+
+def digest(value: Any, length: int = 16) -> str:
+    """Content digest of a JSON-serialisable value (key order does not matter).
+
+    >>> digest({"a": 1, "b": [2, 3]}) == digest({"b": [2, 3], "a": 1})
+    True
+    >>> len(digest(["a.mp4"], 12))
+    12
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def items_digest(names: Sequence[str]) -> str:
     """Short content digest of an ordered list of video names.
 
-    >>> items_digest(["a.mp4", "b.mp4"]) == items_digest(["a.mp4", "b.mp4"])
-    True
-    >>> len(items_digest(["a.mp4"]))
-    12
+    >>> items_digest(["a.mp4", "b.mp4"]) == items_digest(["b.mp4", "a.mp4"])
+    False
     """
-    return hashlib.sha1("\n".join(names).encode()).hexdigest()[:12]
+    return digest(list(names), 12)
 
 
 def _finite_or_none(value: float | None) -> float | None:
     """JSON has no NaN: failed margins are written as ``null``."""
-    if value is None or not math.isfinite(float(value)):
-        return None
-    return float(value)
+    return None if value is None or not math.isfinite(float(value)) else float(value)
 
 
-@dataclass
-class JournalHeader:
-    """What a journal belongs to; two runs share a journal only if every field matches."""
+@dataclass(frozen=True)
+class JournalIdentity:
+    """Everything that changes a comparison; two runs share a journal only if all of it matches.
 
-    checkpoint_id: str
+    Attributes:
+        model: the model's ``comparison_identity()`` (weights' content hash, generation
+            settings, readout, target, template version, ...), JSON-serialisable.
+        benchmark, num_items, items_digest: which videos, in which order.
+        sampler, seed, budget, symmetrize: which pairs are asked, and in which orders.
+    """
+
+    model: dict[str, Any]
     benchmark: str
     num_items: int
+    items_digest: str
     sampler: str
     seed: int
     budget: int
-    symmetrize: bool = False
-    items_digest: str = ""
-    created: str = field(default_factory=now)
+    symmetrize: bool
 
-    KEYS = (
-        "checkpoint_id",
-        "benchmark",
-        "num_items",
-        "sampler",
-        "seed",
-        "budget",
-        "symmetrize",
-        "items_digest",
-    )
+    @property
+    def digest(self) -> str:
+        """16 hex digits over every field."""
+        return digest(asdict(self))
 
-    def to_record(self) -> dict[str, Any]:
-        """The header as the journal's first JSON line."""
-        return {"type": "header", **asdict(self)}
+    @property
+    def file_name(self) -> str:
+        """``<benchmark>-<digest>.jsonl``: another identity never lands on this file."""
+        return f"{slug(self.benchmark)}-{self.digest}.jsonl"
 
-    def mismatches(self, other: dict[str, Any]) -> list[str]:
-        """Names of the identifying fields that differ from a header record read from disk."""
-        mine = asdict(self)
-        return [k for k in self.KEYS if other.get(k) != mine[k]]
+    def differences(self, record: dict[str, Any]) -> list[str]:
+        """Fields (``model.<key>`` for the model's) that differ from a header's identity."""
+        other, mine = record.get("identity") or {}, asdict(self)
+        diff = [k for k in mine if k != "model" and other.get(k) != mine[k]]
+        theirs = other.get("model") or {}
+        keys = sorted(set(self.model) | set(theirs))
+        return diff + [f"model.{k}" for k in keys if theirs.get(k) != self.model.get(k)]
 
 
 @dataclass
@@ -145,81 +175,160 @@ def read_journal(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[d
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
             if number == len(lines):
-                warnings.warn(
-                    f"{path}: ignoring torn last line {number} (partial write when the "
-                    f"previous run was killed): {line[:80]!r}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                warnings.warn(f"{path}: ignoring torn last line {number} (partial write when "
+                              f"the previous run was killed): {line[:80]!r}", RuntimeWarning,
+                              stacklevel=2)
                 break
             raise ValueError(f"{path}: line {number} is not valid JSON ({err})") from err
     header = records.pop(0) if records and records[0].get("type") == "header" else None
     return header, records
 
 
-class Journal:
-    """An open journal: resumes what is on disk, appends new records durably.
+class JournalLock:
+    """Exclusive ``flock`` on a sidecar file that names its holder (pid, host, start, command).
+
+    The kernel drops the lock when its process ends however it ends, so a lock file left by a
+    killed run never blocks: only the flock decides, the file's text is for the message.
 
     Args:
-        path: the JSONL file (created with its header when absent).
-        header: what the current run is; a file with a different header is refused.
-        enabled: ``False`` on non-zero ranks (they never touch the file).
-        state: the state read by rank 0 (broadcast); when given the file is not read.
-
-    Raises:
-        JournalMismatchError: the file belongs to another checkpoint/benchmark/setting.
+        path: the sidecar lock file (created when absent, never deleted: deleting it would let a
+            waiter lock an unlinked file while a newcomer locks a fresh one).
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        header: JournalHeader,
-        enabled: bool = True,
-        state: JournalState | None = None,
-    ) -> None:
+    POLL_S = 0.1
+
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.header = header
-        self.enabled = enabled
+        self._file: Any = None
+
+    def acquire(self, timeout: float = 0.0, what: str = "") -> None:
+        """Lock, waiting up to ``timeout`` seconds for the holder to finish.
+
+        Raises:
+            JournalLockedError: still held after ``timeout``; names the holder.
+            ValueError: a negative ``timeout``.
+        """
+        if timeout < 0:
+            raise ValueError(f"lock timeout must be >= 0 seconds, got {timeout}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self.holder()
+                    handle.close()
+                    raise JournalLockedError(self._busy_message(what or str(self.path), holder,
+                                                                timeout)) from None
+                time.sleep(self.POLL_S)
+        handle.truncate(0)
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": now(), "command": " ".join(sys.argv)}))
+        handle.flush()
+        self._file = handle
+
+    def holder(self) -> dict[str, Any]:
+        """What the lock file says about its holder (empty while it is being written)."""
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    @staticmethod
+    def _busy_message(what: str, holder: dict[str, Any], timeout: float) -> str:
+        waited = f"after waiting {timeout:g} s" if timeout > 0 else "(lock_timeout is 0)"
+        who = {k: holder.get(k, "?") for k in ("pid", "host", "since", "command")}
+        return (f"{what} is in use by another run {waited}: pid {who['pid']} on {who['host']} "
+                f"since {who['since']}, command: {who['command']!r}. Wait for it to finish, "
+                "give this run more lock_timeout, or another journal_dir.")
+
+    def release(self) -> None:
+        """Unlock (idempotent); the file stays."""
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+class Journal:
+    """An open journal: locks the file, resumes what is on disk, appends records durably.
+
+    Use as a context manager (or call :meth:`close`): the lock is released on exit, also when
+    the run fails.
+
+    Args:
+        path: the JSONL file (created with its header when absent); normally
+            ``root / identity.file_name``.
+        identity: what the current run is.
+        checkpoint_id: display label of the weights, written into the header and pair records.
+        enabled: ``False`` on non-zero ranks (they never touch or lock the file).
+        state: the state rank 0 read (broadcast to the other ranks, which do not read).
+        lock_timeout: seconds to wait for another run holding the journal (0: do not wait).
+
+    Raises:
+        JournalLockedError: another process holds the journal, naming it.
+        JournalMismatchError: the file's header is not ``identity`` (edited or foreign file).
+    """
+
+    def __init__(self, path: str | os.PathLike, identity: JournalIdentity, checkpoint_id: str = "",
+                 enabled: bool = True, state: JournalState | None = None,
+                 lock_timeout: float = 0.0) -> None:
+        self.path, self.identity, self.enabled = Path(path), identity, enabled
+        self.checkpoint_id = checkpoint_id
         self.state = JournalState() if state is None else state
-        if state is not None:
+        self.lock: JournalLock | None = None
+        if not enabled:
             return
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._resume()
-        elif enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write([header.to_record()], mode="w")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = JournalLock(self.path.with_name(self.path.name + ".lock"))
+        self.lock.acquire(lock_timeout, what=f"journal {self.path}")
+        try:
+            if state is None and self.path.exists() and self.path.stat().st_size > 0:
+                self._resume()
+            elif state is None:
+                self._write([self._header()], mode="w")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _header(self) -> dict[str, Any]:
+        return {"type": "header", "digest": self.identity.digest,
+                "identity": asdict(self.identity), "checkpoint_id": self.checkpoint_id,
+                "created": now()}
 
     def _resume(self) -> None:
         disk, records = read_journal(self.path)
-        if disk is None:
+        mine = self.identity.digest  # recomputed from the stored identity: edits are caught
+        if disk is None or {disk.get("digest"), digest(disk.get("identity"))} != {mine}:
+            diff = self.identity.differences(disk or {})
             raise JournalMismatchError(
-                f"{self.path}: no header line; not a VersusQ journal "
-                "(delete it or choose another journal_dir)"
-            )
-        diff = self.header.mismatches(disk)
-        if diff:
-            found = ", ".join(f"{k}={disk.get(k)!r}" for k in diff)
-            want = ", ".join(f"{k}={getattr(self.header, k)!r}" for k in diff)
-            raise JournalMismatchError(
-                f"refusing journal {self.path}: it was written for checkpoint "
-                f"{disk.get('checkpoint_id')!r} on benchmark {disk.get('benchmark')!r}, this run is "
-                f"checkpoint {self.header.checkpoint_id!r} on benchmark {self.header.benchmark!r} "
-                f"(differs in {found}; expected {want}). Delete the file or set another "
-                "journal_dir/output_dir."
+                f"refusing journal {self.path}: its header does not match this run "
+                f"(differs in {diff or 'the digest'}); the file was edited or is not a VersusQ "
+                "journal of this run. Move it away or set another journal_dir."
             )
         for record in records:
             self.state.add(record)
-        if self.enabled and self.path.read_bytes()[-1:] not in (b"\n", b""):
-            self._truncate_torn()
-
-    def _truncate_torn(self) -> None:
-        """Cut the torn tail so the next append starts on a fresh line."""
         data = self.path.read_bytes()
-        keep = data.rfind(b"\n") + 1
-        with open(self.path, "r+b") as f:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
+        if data[-1:] not in (b"\n", b""):  # cut a torn tail: the next append starts a line
+            with open(self.path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
 
     def _write(self, records: Iterable[dict[str, Any]], mode: str = "a") -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -230,43 +339,41 @@ class Journal:
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Index records and (rank 0) write them durably before the caller uses them."""
-        clean = [
-            {
-                k: (_finite_or_none(v) if k in ("margin", "margin_rev", "score") else v)
-                for k, v in r.items()
-            }
-            for r in records
-        ]
+        clean = [{k: (_finite_or_none(v) if k in MARGIN_KEYS else v) for k, v in r.items()}
+                 for r in records]
         if self.enabled and clean:
             self._write(clean)
         for record in clean:
             self.state.add(record)
 
-    def pair_record(
-        self,
-        i: int,
-        j: int,
-        names: Sequence[str],
-        margin: float,
-        rationale: str,
-        margin_rev: float | None = None,
-        rationale_rev: str | None = None,
-    ) -> dict[str, Any]:
-        """A ``pair`` record for items ``i``, ``j`` of this journal's benchmark."""
-        return {
-            "type": "pair",
-            "benchmark": self.header.benchmark,
-            "i": int(i),
-            "j": int(j),
-            "name_i": names[i],
-            "name_j": names[j],
-            "margin": margin,
-            "rationale": rationale,
-            "margin_rev": margin_rev,
-            "rationale_rev": rationale_rev,
-            "checkpoint_id": self.header.checkpoint_id,
-            "time": now(),
-        }
+    # ------------------------------------------------------------------ the record formats
+    def pair_record(self, i: int, j: int, names: Sequence[str], answer: Answer,
+                    reverse: Answer | None = None) -> dict[str, Any]:
+        """A ``pair`` record: items ``i``, ``j`` and the answer(s) ``(margin, text, forced)``."""
+        rev = reverse if reverse is not None else (None, None, False)
+        return {"type": "pair", "benchmark": self.identity.benchmark, "i": int(i), "j": int(j),
+                "name_i": names[i], "name_j": names[j], "margin": answer[0],
+                "rationale": answer[1], "margin_rev": rev[0], "rationale_rev": rev[1],
+                "forced": bool(answer[2] or rev[2]), "checkpoint_id": self.checkpoint_id,
+                "time": now()}
+
+    def reverse_record(self, i: int, j: int, answer: Answer) -> dict[str, Any]:
+        """A ``reverse`` record: ``m(j, i)`` asked for the position-bias check of pair ``(i, j)``."""
+        return {"type": "reverse", "benchmark": self.identity.benchmark, "i": int(i),
+                "j": int(j), "margin_rev": answer[0], "rationale_rev": answer[1],
+                "forced": bool(answer[2]), "checkpoint_id": self.checkpoint_id}
+
+    @staticmethod
+    def bad_record(index: int, name: str, reason: str) -> dict[str, Any]:
+        """A ``bad`` record: a video that cannot be compared, and why."""
+        return {"type": "bad", "index": int(index), "name": name, "reason": reason}
+
+    @staticmethod
+    def score_record(index: int, name: str, answer: Answer) -> dict[str, Any]:
+        """A ``score`` record of the pointwise ablation."""
+        value, text, forced = answer
+        return {"type": "score", "index": int(index), "name": name, "score": value,
+                "rationale": text, "forced": bool(forced)}
 
 
 def margin_of(record: dict[str, Any], key: str = "margin") -> float:
@@ -289,225 +396,3 @@ def used_margin(record: dict[str, Any], symmetrize: bool) -> float:
     if not symmetrize:
         return forward
     return (forward - margin_of(record, "margin_rev")) / 2.0
-
-
-def gather_objects(trainer: Any, obj: Any) -> list[Any]:
-    """Every rank's ``obj`` in rank order (no distributed call in a single process)."""
-    if trainer.world_size <= 1:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * trainer.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def load_clips(
-    datamodule: Any, benchmark: str, items: Sequence[int]
-) -> tuple[dict[int, Any], dict[int, str]]:
-    """Clips of ``items`` via ``datamodule.get_clip``; undecodable ones go to the error dict."""
-    clips: dict[int, Any] = {}
-    errors: dict[int, str] = {}
-    for i in items:
-        try:
-            clips[int(i)] = datamodule.get_clip(benchmark, int(i))
-        except (VideoDecodeError, FileNotFoundError) as err:
-            errors[int(i)] = str(err)
-    return clips, errors
-
-
-class JournaledOracle:
-    """``oracle(pairs (k, 2)) -> margins (k,)`` for :func:`ranking.run_comparisons`.
-
-    Pairs already in the journal are served from it (a resumed run replays the sampler's
-    choices without asking the model again); new pairs are sharded over ranks, answered by
-    ``pl_module.predict_margin`` in ``PairBatch``es of ``batch_size``, gathered, journaled,
-    and only then returned. A video whose clip fails to decode is dropped from the sampler and
-    its pairs get a NaN margin.
-    """
-
-    def __init__(
-        self,
-        trainer: Any,
-        pl_module: Any,
-        datamodule: Any,
-        journal: Journal,
-        names: Sequence[str],
-        sampler: Any,
-        batch_size: int,
-        symmetrize: bool,
-    ) -> None:
-        self.trainer, self.pl_module, self.datamodule = trainer, pl_module, datamodule
-        self.journal, self.names, self.sampler = journal, list(names), sampler
-        self.batch_size, self.symmetrize = batch_size, symmetrize
-        self.bad: dict[int, str] = dict(journal.state.bad)
-        self.served: set[tuple[int, int]] = set()
-        self.model_calls = 0
-
-    @property
-    def benchmark(self) -> str:
-        return self.journal.header.benchmark
-
-    def record_bad(self, bad: dict[int, str]) -> None:
-        """Journal bad videos found outside the oracle (the encode pass)."""
-        new = {i: r for i, r in bad.items() if i not in self.journal.state.bad}
-        self.bad.update(bad)
-        self.journal.append(
-            [
-                {"type": "bad", "index": int(i), "name": self.names[i], "reason": r}
-                for i, r in sorted(new.items())
-            ]
-        )
-
-    def __call__(self, pairs: np.ndarray) -> np.ndarray:
-        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        keys = [(int(a), int(b)) for a, b in pairs]
-        touched = sorted({i for key in keys for i in key} & set(self.bad))
-        if touched:  # replay: drop known-bad items at the batch where they were met
-            self.sampler.drop(touched)
-        new = [k for k in keys if k not in self.journal.state.pairs]
-        if new:
-            self._ask(np.asarray(new, dtype=np.int64))
-        self.served.update(keys)
-        return np.array([used_margin(self.journal.state.pairs[k], self.symmetrize) for k in keys])
-
-    def _ask(self, pairs: np.ndarray) -> None:
-        queries = np.concatenate([pairs, pairs[:, ::-1]]) if self.symmetrize else pairs
-        answers, bad = self.answer(queries)
-        fresh = {i: r for i, r in bad.items() if i not in self.bad}
-        records = [
-            {"type": "bad", "index": i, "name": self.names[i], "reason": r}
-            for i, r in sorted(fresh.items())
-        ]
-        k = len(pairs)
-        for t, (i, j) in enumerate(pairs.tolist()):
-            rev = answers[t + k] if self.symmetrize else (None, None)
-            records.append(
-                self.journal.pair_record(
-                    i, j, self.names, answers[t][0], answers[t][1], rev[0], rev[1]
-                )
-            )
-        self.journal.append(records)  # durable before any use
-        self.bad.update(fresh)
-        if fresh:
-            self.sampler.drop(sorted(fresh))
-
-    def answer(self, queries: np.ndarray) -> tuple[list[tuple[float, str]], dict[int, str]]:
-        """Model margins for ordered pairs, this rank's share computed and all shares gathered."""
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-        mine = np.arange(len(queries))[rank::world]
-        local, bad = self._answer_local(queries[mine])
-        answers: list[tuple[float, str]] = [(float("nan"), "")] * len(queries)
-        merged: dict[int, str] = {}
-        for idx, part, part_bad in gather_objects(self.trainer, (mine.tolist(), local, bad)):
-            for t, value in zip(idx, part):
-                answers[t] = value
-            merged.update(part_bad)
-        return answers, merged
-
-    def _answer_local(self, queries: np.ndarray) -> tuple[list[tuple[float, str]], dict[int, str]]:
-        items = sorted({int(x) for x in queries.ravel()} - set(self.bad))
-        clips, errors = load_clips(self.datamodule, self.benchmark, items)
-        bad = {**self.bad, **errors}
-        out: list[tuple[float, str]] = []
-        for a, b in queries.tolist():
-            skip = bad.get(a) or bad.get(b)
-            out.append((float("nan"), f"skipped: {skip}") if skip else (float("nan"), ""))
-        ok = [t for t, (a, b) in enumerate(queries.tolist()) if a in clips and b in clips]
-        for start in range(0, len(ok), self.batch_size):
-            rows = ok[start : start + self.batch_size]
-            margins, texts = self.pl_module.predict_margin(self._pair_batch(queries[rows], clips))
-            self.model_calls += 1
-            for t, value, text in zip(rows, margins.detach().float().cpu().tolist(), texts):
-                out[t] = (float(value), str(text))
-        return out, errors
-
-    def _pair_batch(self, pairs: np.ndarray, clips: dict[int, Any]) -> Any:
-        import torch
-
-        from datamodules.pairwise import PairBatch
-
-        return PairBatch(
-            clips_a=[clips[int(a)] for a in pairs[:, 0]],
-            clips_b=[clips[int(b)] for b in pairs[:, 1]],
-            margin=None,
-            rationale=None,
-            benchmark=[self.benchmark] * len(pairs),
-            index_a=torch.as_tensor(pairs[:, 0], dtype=torch.long),
-            index_b=torch.as_tensor(pairs[:, 1], dtype=torch.long),
-        )
-
-    def with_leftovers(
-        self, pairs: np.ndarray, margins: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Append journaled pairs the (changed) sampler never proposed: answered work is kept."""
-        left = [k for k in self.journal.state.order if k not in self.served]
-        if not left:
-            return pairs, margins
-        warnings.warn(
-            f"{self.journal.path}: {len(left)} journaled pairs were not proposed again "
-            "(batch size or sampler changed since the run was interrupted); they are "
-            "used as they are",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        extra = np.asarray(left, dtype=np.int64)
-        values = [used_margin(self.journal.state.pairs[k], self.symmetrize) for k in left]
-        return np.concatenate([pairs, extra]), np.concatenate([margins, values])
-
-    def antisymmetry(self, pairs: np.ndarray, margins: np.ndarray, sample: int, seed: int) -> float:
-        """Mean ``|m(i,j) + m(j,i)|`` (position bias) over both-order pairs.
-
-        With ``symmetrize`` every pair has both orders; otherwise ``sample`` answered pairs are
-        asked again reversed (journaled as ``reverse`` records, never asked twice).
-        """
-        state = self.journal.state
-        if self.symmetrize:
-            both = [(margin_of(r), margin_of(r, "margin_rev")) for r in state.pairs.values()]
-        else:
-            keys = [(int(a), int(b)) for (a, b), m in zip(pairs, margins) if np.isfinite(m)]
-            rng = np.random.default_rng(seed)
-            pick = (
-                sorted(rng.choice(len(keys), size=min(sample, len(keys)), replace=False))
-                if keys and sample > 0
-                else []
-            )
-            chosen = [keys[t] for t in pick]
-            self._ask_reverse([k for k in chosen if k not in state.reverse])
-            both = [
-                (margin_of(state.pairs[k]), margin_of(state.reverse[k], "margin_rev"))
-                for k in chosen
-            ]
-        errs = [abs(f + r) for f, r in both if np.isfinite(f) and np.isfinite(r)]
-        return float(np.mean(errs)) if errs else float("nan")
-
-    def _ask_reverse(self, keys: list[tuple[int, int]]) -> None:
-        for start in range(0, len(keys), self.batch_size):
-            chunk = keys[start : start + self.batch_size]
-            answers, _ = self.answer(np.asarray(chunk, dtype=np.int64)[:, ::-1])
-            self.journal.append(
-                [
-                    {
-                        "type": "reverse",
-                        "benchmark": self.benchmark,
-                        "i": i,
-                        "j": j,
-                        "margin_rev": m,
-                        "rationale_rev": r,
-                        "checkpoint_id": self.journal.header.checkpoint_id,
-                    }
-                    for (i, j), (m, r) in zip(chunk, answers)
-                ]
-            )
-
-    def examples(self, count: int) -> list[tuple[str, str, float, str]]:
-        """A few answered comparisons ``(video_i, video_j, margin, rationale)`` to show."""
-        out = []
-        for (i, j), r in self.journal.state.pairs.items():
-            if len(out) >= count:
-                break
-            if r.get("margin") is not None:
-                out.append(
-                    (self.names[i], self.names[j], float(r["margin"]), r.get("rationale") or "")
-                )
-        return out

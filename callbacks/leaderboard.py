@@ -1,7 +1,9 @@
-"""Leaderboard of a user's videos: rows, confidence intervals, anchor mapping, CSV and summary.
+"""Leaderboard of a user's videos: rows, confidence intervals, anchor mapping, files, summary.
 
-Pure functions over arrays and lists (no Lightning): the predict stage of
-:class:`callbacks.evaluation.ComparisonGraphEvaluation` calls them after the comparisons.
+Functions over arrays and lists (no Lightning): the predict stage of
+:class:`callbacks.evaluation.ComparisonGraphEvaluation` calls :func:`write_leaderboards` after
+the comparisons. The scores are the LSQ solution the evaluation already recovered
+(:class:`ranking.Recovery`); only their standard errors are computed here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from callbacks.journal import slug
+from callbacks.outcome import BAD_COLUMNS, BenchmarkOutcome, bad_rows, unscored_rows
+from callbacks.tables import write_csv
+from ranking import Recovery, score_uncertainty
 
 LEADERBOARD_COLUMNS = ("rank", "video", "score", "stderr", "ci_low", "ci_high", "n_comparisons")
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
@@ -90,7 +97,7 @@ def leaderboard_rows(
             a, b = mapping
             lo, hi = sorted((a * row["ci_low"] + b, a * row["ci_high"] + b))
             row.update(
-                score_mapped=round(a * s[k] + b, 6),
+                score_mapped=round(float(a * s[k] + b), 6),
                 mapped_ci_low=round(lo, 6),
                 mapped_ci_high=round(hi, 6),
             )
@@ -98,16 +105,57 @@ def leaderboard_rows(
     return rows
 
 
-def write_rows(
-    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None
-) -> None:
-    """Write dict rows as CSV (columns from ``columns`` or the first row)."""
-    fields = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+def lsq_with_stderr(recovery: Recovery) -> tuple[np.ndarray, np.ndarray]:
+    """LSQ scores of the scored items, reused from ``recovery``, and their standard errors.
+
+    Returns:
+        ``(scores (K,), stderr (K,))`` over the ``K = recovery.valid.sum()`` scored items.
+
+    >>> from ranking import recover_scores
+    >>> r = recover_scores(np.array([[0, 1], [1, 2], [0, 2]]), np.array([1.0, 1.0, 1.5]), 3,
+    ...                    ["lsq"])
+    >>> s, se = lsq_with_stderr(r)
+    >>> np.round(s, 3).tolist(), np.round(se, 3).tolist()
+    ([0.833, 0.0, -0.833], [0.136, 0.136, 0.136])
+    """
+    k = int(recovery.valid.sum())
+    if not len(recovery.pairs):
+        return np.zeros(k), np.full(k, np.inf)
+    scores = recovery.compact("lsq")
+    return scores, score_uncertainty(recovery.pairs, recovery.margins, k, scores)
+
+
+def build_leaderboard(
+    names: Sequence[str],
+    scored: np.ndarray,
+    scores: np.ndarray,
+    stderr: np.ndarray,
+    degree: np.ndarray,
+    known_mos: np.ndarray | None = None,
+    anchors: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Leaderboard rows of the scored videos, mapped to a MOS scale when anchors allow it.
+
+    Args:
+        names: (N,) all videos; scored: (N,) bool, the K videos with a score.
+        scores, stderr: (K,) of the scored videos; degree: (N,) comparisons per video.
+        known_mos: optional (N,) MOS on the user's scale (NaN where unknown); these videos
+            are anchors and get a ``mos`` column.
+        anchors: more anchors ``{video: mos}`` (matched by :func:`anchor_mos`).
+
+    >>> rows = build_leaderboard(["a", "b", "c"], np.array([True, False, True]),
+    ...                          np.array([1.0, -1.0]), np.array([0.1, 0.1]), np.array([2, 0, 2]),
+    ...                          anchors={"a": 4.0, "c": 2.0})
+    >>> [(r["video"], r["score_mapped"]) for r in rows]
+    [('a', 4.0), ('c', 2.0)]
+    """
+    idx = np.flatnonzero(scored)
+    shown = [names[i] for i in idx]
+    known = np.full(len(idx), np.nan) if known_mos is None else np.asarray(known_mos, float)[idx]
+    anchor = np.where(np.isfinite(known), known, anchor_mos(shown, anchors or {}))
+    mapping = fit_affine(scores, anchor) if np.isfinite(anchor).sum() >= 2 else None
+    mos = known if np.isfinite(known).any() else None
+    return leaderboard_rows(shown, scores, stderr, np.asarray(degree)[idx], mos, mapping)
 
 
 def read_anchors(path: str | os.PathLike) -> dict[str, float]:
@@ -165,3 +213,43 @@ def _cell(value: Any) -> str:
         return f"{value:.4f}"
     text = str(value)
     return text if len(text) <= 32 else "…" + text[-31:]
+
+
+def outcome_scores(outcome: BenchmarkOutcome) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scored (N,) bool, scores (K,), stderr (K,))`` of one benchmark's outcome.
+
+    A pairwise model gets the LSQ scores already recovered and their standard errors; a
+    pointwise model its own scores (no graph: no standard error).
+    """
+    scored = outcome.valid if outcome.valid is not None else np.zeros(len(outcome.names), bool)
+    if "direct" in outcome.scores:
+        return scored, outcome.scores["direct"][scored], np.full(int(scored.sum()), np.nan)
+    if outcome.recovery is None:  # fewer than two decodable videos: nothing was compared
+        return scored, np.zeros(0), np.zeros(0)
+    return scored, *lsq_with_stderr(outcome.recovery)
+
+
+def write_leaderboards(
+    outcomes: Mapping[str, BenchmarkOutcome],
+    out: str | os.PathLike,
+    anchors: Mapping[str, float] | None = None,
+    top_k: int = 10,
+) -> None:
+    """``leaderboard.csv`` (``leaderboard_<name>.csv`` per benchmark when several),
+    ``bad_videos.csv`` (bad and unscored videos) and a printed summary per benchmark."""
+    out = Path(out)
+    bad = bad_rows(outcomes)
+    for name, o in outcomes.items():
+        scored, scores, stderr = outcome_scores(o)
+        degree = o.degree if o.degree is not None else np.zeros(len(o.names), int)
+        rows = build_leaderboard(o.names, scored, scores, stderr, degree, o.mos_raw, anchors)
+        bad += unscored_rows(o)
+        path = out / (f"leaderboard_{slug(name)}.csv" if len(outcomes) > 1 else "leaderboard.csv")
+        write_csv(rows, path, LEADERBOARD_COLUMNS)
+        failed = int((~np.isfinite(o.margins)).sum())
+        print(
+            f"\n{format_summary(rows, [b for b in bad if b['benchmark'] == name], top_k)}"
+            f"\n{len(o.margins)} comparisons ({failed} failed)\nleaderboard: {path}"
+            f"\ncomparisons: {out / 'comparisons.jsonl'}"
+        )
+    write_csv(bad, out / "bad_videos.csv", BAD_COLUMNS)

@@ -8,36 +8,30 @@ A *result row* is one (benchmark, aggregator) outcome of one run::
 Tables put benchmarks in columns grouped In-domain | Out-of-domain, each group followed by its
 ``Avg.`` column, with an SRCC panel above a PLCC panel (paper Table 1). Known benchmarks take the
 paper's column order and labels; others follow in the order they appear.
+
+Collation of several test runs into the paper's Table 2::
+
+    python -m callbacks.tables RUN_DIR... [--names LABEL...] [--out FILE]
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 IN_DOMAIN, OUT_OF_DOMAIN = "in_domain", "out_of_domain"
 METRICS = ("srcc", "plcc")
-CSV_COLUMNS = (
-    "stage",
-    "benchmark",
-    "group",
-    "aggregator",
-    "srcc",
-    "plcc",
-    "krcc",
-    "plcc_logistic",
-    "n_items",
-    "n_scored",
-    "n_pairs",
-    "n_bad",
-    "antisymmetry",
-    "checkpoint_id",
-)
+CSV_COLUMNS = ("stage", "benchmark", "group", "aggregator", "srcc", "plcc", "krcc",
+               "plcc_logistic", "n_items", "n_scored", "n_pairs", "n_bad", "n_forced",
+               "antisymmetry", "checkpoint_id")
 # normalised benchmark key -> (label, group); the paper's column order
 PAPER_COLUMNS: dict[str, tuple[str, str]] = {
     "lsvqtest": ("LSVQ-Test", IN_DOMAIN),
@@ -48,15 +42,9 @@ PAPER_COLUMNS: dict[str, tuple[str, str]] = {
     "waterlooivc4k": ("W-IVC-4K", OUT_OF_DOMAIN),
     "vdpve": ("VDPVE", OUT_OF_DOMAIN),
 }
-ALIASES = {
-    "konvid": "konvid1k",
-    "ytgaming": "liveytgaming",
-    "wivc4k": "waterlooivc4k",
-    "waterloo4k": "waterlooivc4k",
-    "lsvq": "lsvqtest",
-    "lsvqtest1080p": "lsvq1080p",
-    "vqc": "livevqc",
-}
+ALIASES = {"konvid": "konvid1k", "ytgaming": "liveytgaming", "wivc4k": "waterlooivc4k",
+           "waterloo4k": "waterlooivc4k", "lsvq": "lsvqtest", "lsvqtest1080p": "lsvq1080p",
+           "vqc": "livevqc"}
 AGGREGATOR_LABELS = {
     "winrate": "Win-rate Ranking",
     "elo": "Elo Rating",
@@ -218,13 +206,21 @@ def table2_recovery_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return panel_table([recovery_section(rows)], column_layout(rows), first_header="Variant")
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    """Write result rows (``CSV_COLUMNS`` first, any extra keys after)."""
-    extra = sorted({k for r in rows for k in r} - set(CSV_COLUMNS))
+def write_csv(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] = ()
+) -> None:
+    """The package's one CSV writer: ``columns`` first, then any other key in order of appearance.
+
+    Missing values are written empty; with neither rows nor columns the file is empty.
+    """
+    fields = list(columns)
+    for row in rows:
+        fields += [k for k in row if k not in fields]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, *extra], restval="")
-        writer.writeheader()
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        if fields:
+            writer.writeheader()
         writer.writerows(rows)
 
 
@@ -238,7 +234,7 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"plcc; found {sorted(rows[0])})"
         )
     for row in rows:
-        for metric in ("srcc", "plcc", "krcc", "plcc_logistic", "antisymmetry"):
+        for metric in ("srcc", "plcc", "krcc", "plcc_logistic", "antisymmetry", "forced_frac"):
             if metric in row:
                 row[metric] = _float(row[metric])
     return rows
@@ -252,7 +248,7 @@ def write_results(
 ) -> str:
     """``results.csv``, ``table1.md`` and ``table2_recovery.md`` under ``out``; returns the text."""
     out = Path(out)
-    write_csv(rows, out / f"{prefix}results.csv")
+    write_csv(rows, out / f"{prefix}results.csv", CSV_COLUMNS)
     primary = "direct" if any(r.get("aggregator") == "direct" for r in rows) else "lsq"
     table1 = table1_markdown(rows, method, primary)
     (out / f"{prefix}table1.md").write_text(table1, encoding="utf-8")
@@ -266,8 +262,6 @@ def write_results(
 
 def write_run_info(path: str | os.PathLike, info: Mapping[str, Any]) -> None:
     """The run's model switches and checkpoint (read back by :func:`collate`)."""
-    import json
-
     Path(path).write_text(json.dumps(dict(info), indent=1, default=str), encoding="utf-8")
 
 
@@ -277,16 +271,9 @@ SCORING, RECOVERY, RECIPE = (
     "Score recovery from comparisons",
     "Training recipe (margin target + LSQ)",
 )
-ROW_ORDER = (
-    "Pointwise Score (NTP)",
-    "Pointwise Score (head)",
-    "Pairwise Margin (NTP)",
-    "Pairwise Margin (head)",
-    "SFT w/o Reasoning",
-    "SFT w/ Reasoning",
-    "GRPO from SFT",
-    "MC-GRPO from SFT",
-)
+ROW_ORDER = ("Pointwise Score (NTP)", "Pointwise Score (head)", "Pairwise Margin (NTP)",
+             "Pairwise Margin (head)", "SFT w/o Reasoning", "SFT w/ Reasoning", "GRPO from SFT",
+             "MC-GRPO from SFT")
 
 
 def find_results(run: str | os.PathLike) -> Path:
@@ -303,8 +290,6 @@ def find_results(run: str | os.PathLike) -> Path:
 
 def run_info(csv_path: Path) -> dict[str, Any]:
     """Model switches of a run: ``run_info.json`` beside the csv, else LightningCLI's config."""
-    import json
-
     import yaml
 
     info_file = csv_path.parent / "run_info.json"
@@ -383,3 +368,27 @@ def collate(runs: Sequence[str | os.PathLike], names: Sequence[str] | None = Non
         if rows:
             body.append((title, [(shown, values) for _, shown, values in rows]))
     return panel_table(body, column_layout(all_rows), first_header="Variant")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m callbacks.tables RUN_DIR... [--names LABEL...] [--out FILE]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m callbacks.tables",
+        description="merge test runs' results.csv into the paper's Table 2 layout (markdown)",
+    )
+    parser.add_argument("runs", nargs="+", help="run directories (log_dir, its eval/, or a csv)")
+    parser.add_argument("--names", nargs="+", help="row labels, one per run (default: config)")
+    parser.add_argument("--out", help="write the markdown here (default: print only)")
+    args = parser.parse_args(argv)
+    if args.names and len(args.names) != len(args.runs):
+        parser.error(f"--names has {len(args.names)} labels for {len(args.runs)} runs")
+    text = collate(args.runs, args.names)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

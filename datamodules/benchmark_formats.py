@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Parsed", "read_verbatim"]
+__all__ = ["LabelFormatError", "Parsed", "read_verbatim"]
 
 # Benchmarks whose lists carry a local sub-folder (``Video/``, ``Test3/City/``, ``Focus/``) that is
 # not part of the dataset's file name; LSVQ's sub-folder *is* part of its path and is kept.
@@ -32,6 +32,14 @@ _BASENAME = {"konvid1k", "live_vqc", "cvd2014", "live_qualcomm"}
 _DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d+\s*")
 
 Row = tuple[int, dict[str, str]]
+
+
+class LabelFormatError(ValueError):
+    """A malformed label file; the message names the file and the line.
+
+    Defined here, the lower layer, so that :mod:`datamodules.benchmarks` imports this module and
+    never the other way round (it re-exports the class for its callers).
+    """
 
 
 @dataclass
@@ -43,9 +51,7 @@ class Parsed:
     extra: dict[str, list] = field(default_factory=dict)
 
 
-def _error(path: Path, line: int, msg: str) -> ValueError:
-    from datamodules.benchmarks import LabelFormatError
-
+def _error(path: Path, line: int, msg: str) -> LabelFormatError:
     return LabelFormatError(f"{path}:{line}: {msg}")
 
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from datamodules.benchmark_formats import LabelFormatError, read_verbatim
+
 __all__ = ["VideoTable", "LabelFormatError", "SCALES", "BENCHMARKS", "read_benchmark",
            "read_label_csv", "to_unit5"]
 
@@ -58,10 +60,6 @@ _BUNDLED: dict[str, tuple[str, str | None]] = {
 BENCHMARKS: list[str] = sorted([*SCALES, "csv"])
 _SCALE_TEXT = re.compile(r"\s*(-?\d+(?:\.\d*)?)\s*(?:-|:|\.\.|–)\s*(-?\d+(?:\.\d*)?)\s*")
 _TOL = 1e-6
-
-
-class LabelFormatError(ValueError):
-    """A malformed label file; the message names the file and the line."""
 
 
 @dataclass
@@ -283,8 +281,6 @@ def read_benchmark(name: str, label_file: str | None = None, video_root: str | N
 
 
 def _named(name: str, label_file: str | None, split: str | None) -> VideoTable:
-    from datamodules.benchmark_formats import read_verbatim
-
     bundled, bundled_split = _BUNDLED[name]
     path = Path(label_file) if label_file is not None else LABELS_DIR / bundled
     if not path.is_file():

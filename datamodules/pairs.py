@@ -17,23 +17,22 @@ Sampling is balanced so the model cannot learn shortcuts:
 Held-out videos never reach training: :func:`split_by_video` splits a table by video, and the
 datamodule refuses train/eval lists that share a video. Everything is deterministic by ``seed``.
 Rationales (SFT with reasoning) come from a ``rationale_fn(table, i, j, margin) -> str`` (the
-synthetic benchmark's :func:`datamodules.synthetic.rationale_for_table`) or from a JSONL file of
-annotations keyed by ``(video_a, video_b)`` (:func:`load_rationales`).
+synthetic benchmark's :func:`datamodules.synthetic.rationale_for_table`) or from an annotation
+JSONL (:mod:`datamodules.annotated_pairs`). :func:`build_present_pairs` is THE pair design of SFT:
+the datamodule samples with it and ``python -m datamodules.annotate pairs`` writes its output for
+annotation, so a seed gives the same pairs in both.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PairList", "RationaleFn", "build_pairs", "pairs_from_names", "pairs_from_annotations",
-           "load_rationales", "attach_rationales", "split_by_video", "largest_remainder",
-           "margin_edges"]
+__all__ = ["PairList", "RationaleFn", "build_pairs", "build_present_pairs", "pairs_from_names",
+           "attach_rationales", "split_by_video", "largest_remainder", "margin_edges"]
 
 RationaleFn = Callable[[Any, int, int, float], str]
 """``rationale_fn(table, i, j, margin) -> str``: text for Video A = row ``i``, B = row ``j``."""
@@ -171,7 +170,8 @@ def _cycles(edges: np.ndarray, num_nodes: int) -> list[list[tuple[int, int, int]
     ptr = [0] * num_nodes
     cycles = []
     for start in range(num_nodes):
-        path, steps, pos = [start], [], {start: 0}
+        path, pos = [start], {start: 0}
+        steps: list[tuple[int, int, int]] = []
         while True:
             v = path[-1]
             while ptr[v] < len(adj[v]) and used[adj[v][ptr[v]]]:
@@ -257,6 +257,20 @@ def build_pairs(table: Any, num_pairs: int, seed: int = 0, group_key: str | None
     return PairList(a, b, mos[a] - mos[b], str(table.benchmark))
 
 
+def build_present_pairs(table: Any, num_pairs: int, seed: int = 0,
+                        group_key: str | None = "source") -> PairList:
+    """:func:`build_pairs` over the videos of ``table`` that are on disk (not in ``table.missing``).
+
+    Indices refer to ``table`` itself. With nothing missing this is ``build_pairs(table, ...)``.
+    """
+    if not table.missing:
+        return build_pairs(table, num_pairs, seed=seed, group_key=group_key)
+    absent = set(table.missing)
+    keep = np.array([k for k, n in enumerate(table.names) if n not in absent], dtype=np.int64)
+    sub = build_pairs(table.subset(keep), num_pairs, seed=seed, group_key=group_key)
+    return PairList(keep[sub.index_a], keep[sub.index_b], sub.margin, str(table.benchmark))
+
+
 def pairs_from_names(table: Any, names: list[tuple[str, str]]) -> PairList:
     """Pairs given by video names (``(video_a, video_b)``, A shown first).
 
@@ -274,51 +288,6 @@ def pairs_from_names(table: Any, names: list[tuple[str, str]]) -> PairList:
     ia, ib = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     mos = np.asarray(table.mos, dtype=np.float64)
     return PairList(ia, ib, mos[ia] - mos[ib], str(table.benchmark))
-
-
-def load_rationales(path: str | Path) -> dict[tuple[str, str], str]:
-    """Annotated rationales of a JSONL file (``datamodules.annotate`` output).
-
-    Each line is ``{"video_a": ..., "video_b": ..., "rationale": ...}`` (other keys ignored);
-    the key is ``(video_a, video_b)`` and Video A is the one shown first.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: a line is not JSON or lacks a key (file and line named).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"rationale file not found: {path}")
-    notes: dict[tuple[str, str], str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                notes[(str(rec["video_a"]), str(rec["video_b"]))] = str(rec["rationale"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{path}:{ln}: not a rationale record ({err!r}); expected "
-                                 '{"video_a", "video_b", "rationale"}') from None
-    return notes
-
-
-def pairs_from_annotations(table: Any, notes: dict[tuple[str, str], str], num_pairs: int,
-                           seed: int = 0, group_key: str | None = "source") -> tuple[PairList, list[str]]:
-    """The annotated pairs of ``table`` (both videos in it, same group) and their rationales.
-
-    At most ``num_pairs`` are kept, chosen deterministically by ``seed`` when there are more.
-    """
-    lookup = {n: k for k, n in enumerate(table.names)}
-    extra = getattr(table, "extra", None) or {}
-    group = extra.get(group_key) if group_key else None
-    keys = [(a, b) for a, b in sorted(notes) if a in lookup and b in lookup and a != b
-            and (group is None or group[lookup[a]] == group[lookup[b]])]
-    if not keys:
-        raise ValueError(f"no annotated pair has both videos in table {table.benchmark!r}")
-    if len(keys) > num_pairs:
-        keys = [keys[k] for k in np.sort(np.random.default_rng(seed).permutation(len(keys))[:num_pairs])]
-    return pairs_from_names(table, keys), [notes[k] for k in keys]
 
 
 def attach_rationales(table: Any, pairs: PairList, rationale_fn: RationaleFn | None) -> list[str]:

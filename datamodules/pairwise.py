@@ -22,8 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from datamodules.annotate.records import read_records
+from datamodules.annotated_pairs import Coverage, annotated_pairs
 from datamodules.benchmarks import VideoTable, read_benchmark, read_label_csv
 from datamodules.pair_datasets import (
     BadVideos,
@@ -35,14 +38,7 @@ from datamodules.pair_datasets import (
     collate_pairs,
     collate_videos,
 )
-from datamodules.pairs import (
-    PairList,
-    attach_rationales,
-    build_pairs,
-    largest_remainder,
-    load_rationales,
-    pairs_from_annotations,
-)
+from datamodules.pairs import PairList, attach_rationales, build_present_pairs, largest_remainder
 from datamodules.video import Clip, list_videos
 
 __all__ = ["BenchmarkSpec", "EvalSet", "PairBatch", "VideoBatch", "PairwiseVideoDataModule",
@@ -141,8 +137,11 @@ class PairwiseVideoDataModule(LightningDataModule):
         mode: ``pairwise`` (default) or ``pointwise`` (single video + MOS, for the ablation).
         reasoning: attach rationales to training pairs (from ``rationale_file``, or generated for
             the synthetic benchmark); ``False`` gives ``""`` for every pair (SFT w/o reasoning).
-        rationale_file: JSONL of annotated rationales (``datamodules.annotate``); when given, the
-            annotated pairs are the training pairs (validation pairs are still sampled).
+        rationale_file: JSONL written by ``python -m datamodules.annotate run``; when given, its
+            accepted pairs are the training pairs (both with and without ``reasoning``: the
+            ablation's identical data) and setup logs the coverage -- rejected / failed /
+            disagreeing records are dropped and counted, none usable is an error
+            (:mod:`datamodules.annotated_pairs`). Validation pairs are still sampled.
         num_train_pairs: training pairs per epoch, split over ``train_sets`` by size (paper: 18k
             SFT pairs, 60k GRPO prompts).
         num_val_pairs: validation pairs, split over ``val_sets`` by size.
@@ -202,7 +201,9 @@ class PairwiseVideoDataModule(LightningDataModule):
                                      motion_size, alpha, decode_backend, clip_cache_size)
         self._tables: dict[str, VideoTable] = {}
         self._datasets: dict[str, Dataset] = {}
-        self._notes: dict[tuple[str, str], str] | None = None
+        self._records: dict[tuple[str, str], dict] | None = None
+        #: per training table, what the rationale file covered (filled at ``setup("fit")``)
+        self.rationale_coverage: list[Coverage] = []
 
     # ----------------------------------------------------------------- tables
     def _table(self, spec: BenchmarkSpec) -> VideoTable:
@@ -255,10 +256,14 @@ class PairwiseVideoDataModule(LightningDataModule):
         table, hp = self._table(spec), self.hparams
         rationales: list[str] | None
         if hp.rationale_file and annotated:
-            if self._notes is None:
-                self._notes = load_rationales(hp.rationale_file)
-            pairs, rationales = pairs_from_annotations(table, self._notes, num_pairs, seed,
-                                                       hp.pair_group_key)
+            if self._records is None:
+                if not Path(hp.rationale_file).is_file():
+                    raise FileNotFoundError(f"data.rationale_file not found: {hp.rationale_file}")
+                self._records = read_records(hp.rationale_file)
+            pairs, rationales, coverage = annotated_pairs(table, self._records, num_pairs, seed,
+                                                          hp.pair_group_key, hp.rationale_file)
+            self.rationale_coverage.append(coverage)
+            rank_zero_info(coverage.message())
         else:
             pairs = self._sample_present(table, num_pairs, seed)
             rationales = self._generated_rationales(table, pairs)
@@ -267,16 +272,12 @@ class PairwiseVideoDataModule(LightningDataModule):
         return PairDataset(table, pairs, rationales, self.decode, hp.skip_bad_videos)
 
     def _sample_present(self, table: VideoTable, num_pairs: int, seed: int) -> PairList:
-        """:func:`build_pairs` over the videos present on disk (absent ones warned about once)."""
-        if not table.missing:
-            return build_pairs(table, num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
-        absent = set(table.missing)
-        keep = np.array([k for k, n in enumerate(table.names) if n not in absent], dtype=np.int64)
-        warnings.warn(f"{table.benchmark!r}: {len(absent)} of {len(table)} listed videos are not on "
-                      f"disk (e.g. {table.paths[table.names.index(table.missing[0])]}); pairs use "
-                      "the other videos", stacklevel=3)
-        sub = build_pairs(table.subset(keep), num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
-        return PairList(keep[sub.index_a], keep[sub.index_b], sub.margin, table.benchmark)
+        """:func:`build_present_pairs` (the SFT pair design), absent videos warned about once."""
+        if table.missing:
+            warnings.warn(f"{table.benchmark!r}: {len(table.missing)} of {len(table)} listed videos "
+                          f"are not on disk (e.g. {table.paths[table.names.index(table.missing[0])]});"
+                          " pairs use the other videos", stacklevel=3)
+        return build_present_pairs(table, num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
 
     def _generated_rationales(self, table: VideoTable, pairs: Any) -> list[str] | None:
         """Synthetic tables get truthful rationales; others have none without a rationale file."""

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ranking.lsq import lsq_solve
+from ranking.aggregate import Aggregator, make_aggregators
 from ranking.metrics import correlations
-from ranking.outcomes import bt_scores, elo_scores, winrate_scores
-
-Aggregator = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
-
-
-def _lsq(pairs: np.ndarray, margins: np.ndarray, n: int) -> np.ndarray:
-    return lsq_solve(pairs, margins, n, warn=False).scores
-
-
-AGGREGATORS: dict[str, Aggregator] = {"lsq": _lsq, "elo": elo_scores,
-                                      "winrate": winrate_scores, "bt": bt_scores}
 
 
 @dataclass
@@ -68,14 +57,17 @@ def _stable_size(sizes: list[int], values: list[float], band: float) -> int | No
 
 def convergence(pairs: np.ndarray, margins: np.ndarray, mos: np.ndarray,
                 aggregators: Mapping[str, Aggregator] | Sequence[str] = ("lsq", "elo", "winrate"),
-                steps: int | Sequence[int] = 20, band: float = 0.005) -> ConvergenceResult:
+                steps: int | Sequence[int] = 20, band: float = 0.005,
+                draw_threshold: float = 0.2) -> ConvergenceResult:
     """SRCC/PLCC of each aggregator on prefixes of the edge stream (in the given order).
 
     Args:
         pairs: (E, 2) edges in stream order; margins: (E,); mos: (N,) ground truth.
-        aggregators: names from ``AGGREGATORS`` or a mapping name -> ``f(pairs, margins, N)``.
+        aggregators: names for :func:`ranking.make_aggregators` or a mapping
+            name -> ``f(pairs, margins, N)``.
         steps: number of evenly spaced prefixes (ending at E) or explicit prefix sizes.
         band: stability band.
+        draw_threshold: draw threshold of the named outcome-only aggregators.
 
     Returns:
         :class:`ConvergenceResult` (use ``.to_dict()`` for JSON).
@@ -94,13 +86,9 @@ def convergence(pairs: np.ndarray, margins: np.ndarray, mos: np.ndarray,
         sizes = sorted({int(round(x)) for x in np.linspace(len(p) / steps, len(p), steps)})
     else:
         sizes = sorted({int(x) for x in steps if 0 < int(x) <= len(p)})
-    if isinstance(aggregators, Mapping):
-        funcs = dict(aggregators)
-    else:
-        unknown = [a for a in aggregators if a not in AGGREGATORS]
-        if unknown:
-            raise ValueError(f"unknown aggregators {unknown}; allowed: {sorted(AGGREGATORS)}")
-        funcs = {a: AGGREGATORS[a] for a in aggregators}
+    # early prefixes are disconnected by design: LSQ does not warn about them
+    funcs = dict(aggregators) if isinstance(aggregators, Mapping) else \
+        make_aggregators(aggregators, draw_threshold, warn=False)
     result = ConvergenceResult(edges=sizes, band=band)
     for name, func in funcs.items():
         curve: dict[str, list[float]] = {"srcc": [], "plcc": []}

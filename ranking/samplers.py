@@ -14,6 +14,8 @@ bridging pairs whenever the observed graph still has more than one component.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from ranking.lsq import lsq_solve
@@ -314,4 +316,6 @@ class ActiveSampler(BaseSampler):
         return np.concatenate([rand_pairs, loc_pairs, fallback])
 
 
-SAMPLERS = {"paper": PaperSampler, "random": RandomRegularSampler, "active": ActiveSampler}
+SamplerName = Literal["paper", "random", "active"]
+SAMPLERS: dict[str, type[BaseSampler]] = {"paper": PaperSampler, "random": RandomRegularSampler,
+                                          "active": ActiveSampler}

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from callbacks import leaderboard as lb
+from callbacks.tables import write_csv
+from ranking import recover_scores
 
 
 def test_rows_are_ranked_with_ordered_confidence_intervals(tmp_path: Path) -> None:
@@ -20,7 +22,7 @@ def test_rows_are_ranked_with_ordered_confidence_intervals(tmp_path: Path) -> No
     for r in rows:
         assert r["ci_low"] < r["score"] < r["ci_high"]
         assert r["ci_high"] - r["ci_low"] == pytest.approx(2 * 1.96 * r["stderr"], rel=1e-3)
-    lb.write_rows(rows, tmp_path / "leaderboard.csv")
+    write_csv(rows, tmp_path / "leaderboard.csv", lb.LEADERBOARD_COLUMNS)
     with open(tmp_path / "leaderboard.csv") as f:
         assert next(csv.reader(f)) == list(lb.LEADERBOARD_COLUMNS)
 
@@ -62,3 +64,33 @@ def test_summary_lists_top_rows_and_bad_videos() -> None:
     text = lb.format_summary(rows, [{"video": "broken.mp4", "reason": "truncated"}], top=2)
     assert "top 2" in text and "broken.mp4: truncated" in text
     assert text.index(" b ") < text.index(" a ") and " c " not in text
+
+
+def test_leaderboard_scores_are_the_recovered_lsq_scores_with_exact_errors() -> None:
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=8)
+    pairs = np.array([(i, j) for i in range(8) for j in range(i + 1, 8)][::2])
+    margins = truth[pairs[:, 0]] - truth[pairs[:, 1]] + rng.normal(0, 0.1, len(pairs))
+    margins[3] = np.nan  # a failed comparison is left out of both
+    rec = recover_scores(pairs, margins, 8, ["lsq"])
+    scores, se = lb.lsq_with_stderr(rec)
+    np.testing.assert_array_equal(scores, rec.scores["lsq"][rec.valid])  # reused, not re-solved
+    ok = np.isfinite(margins)
+    design = np.zeros((ok.sum(), 8))  # (E, N) signed incidence, paper Eq. (3)
+    design[np.arange(ok.sum()), pairs[ok, 0]], design[np.arange(ok.sum()), pairs[ok, 1]] = 1, -1
+    resid = margins[ok] - design @ scores
+    sigma2 = resid @ resid / (ok.sum() - 7)
+    expected = np.sqrt(sigma2 * np.diag(np.linalg.pinv(design.T @ design)))
+    np.testing.assert_allclose(se, expected, rtol=1e-6)
+
+
+def test_build_leaderboard_uses_known_mos_and_anchor_files() -> None:
+    names = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    scored = np.array([True, True, False, True])
+    rows = lb.build_leaderboard(names, scored, np.array([1.0, 0.0, -1.0]), np.full(3, 0.1),
+                                np.array([3, 2, 0, 3]), known_mos=np.array([80.0, np.nan,
+                                                                             np.nan, np.nan]),
+                                anchors={"clips/d.mp4": 20.0})
+    assert [r["video"] for r in rows] == ["a.mp4", "b.mp4", "d.mp4"]
+    assert [r["score_mapped"] for r in rows] == pytest.approx([80.0, 50.0, 20.0])
+    assert [r["mos"] for r in rows] == [80.0, "", ""] and rows[2]["n_comparisons"] == 3

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from callbacks import tables
+
+REPO = Path(__file__).resolve().parents[2]
 
 PAPER = ["LSVQ-Test", "LSVQ-1080p", "Avg.", "KoNViD", "LIVE-VQC", "YT-Gaming", "W-IVC-4K",
          "VDPVE", "Avg."]
@@ -118,3 +122,23 @@ def test_csv_roundtrip_and_bad_csv(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a results.csv"):
         tables.read_csv(tmp_path / "x.csv")
     assert json.loads(json.dumps(tables.CSV_COLUMNS))[0] == "stage"
+
+
+def test_write_csv_puts_given_columns_first_then_new_keys(tmp_path: Path) -> None:
+    tables.write_csv([{"b": 1, "x": 2}, {"y": 3}], tmp_path / "a.csv", ["a", "b"])
+    assert (tmp_path / "a.csv").read_text().splitlines() == ["a,b,x,y", ",1,2,", ",,,3"]
+    tables.write_csv([], tmp_path / "e.csv", ["rank", "video"])
+    assert (tmp_path / "e.csv").read_text().strip() == "rank,video"
+
+
+def test_tables_cli_collates_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = _save_run(tmp_path, "mine", {"target": "pairwise", "phase": "mcgrpo"}, _rows())
+    assert tables.main([str(run), "--names", "mine", "--out", str(tmp_path / "t2.md")]) == 0
+    assert "| mine |" in capsys.readouterr().out
+    assert "| mine |" in (tmp_path / "t2.md").read_text()
+    with pytest.raises(SystemExit):
+        tables.main([str(run), "--names", "a", "b"])
+    assert "2 labels for 1 runs" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "callbacks.tables", str(run)], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    assert "MC-GRPO from SFT" in done.stdout  # the documented command works as a module

@@ -192,3 +192,17 @@ def test_synthetic_labels_layout(tmp_path: Path) -> None:
     assert table.mos == pytest.approx([4.1, 1 + 4 * 0.761298]) and table.split == ["train", "train"]
     assert table.extra["distortions"] == ["noise", "downscale;stutter"]
     assert set(table.extra) == {"source", "content", "distortions", "severities", "q", "scale_lo", "scale_hi"}
+
+
+def test_label_modules_import_in_one_direction_only() -> None:
+    """benchmarks -> benchmark_formats, never back (not even from inside a function)."""
+    import ast
+
+    import datamodules.benchmark_formats as formats
+    import datamodules.benchmarks as benchmarks
+
+    tree = ast.parse(Path(formats.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and m.startswith("datamodules.") for m in imported), imported
+    assert benchmarks.LabelFormatError is formats.LabelFormatError

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,9 +9,8 @@ from datamodules.benchmarks import VideoTable
 from datamodules.pairs import (
     attach_rationales,
     build_pairs,
-    load_rationales,
+    build_present_pairs,
     margin_edges,
-    pairs_from_annotations,
     pairs_from_names,
     split_by_video,
 )
@@ -102,22 +98,20 @@ def test_pairs_from_names_and_errors() -> None:
         build_pairs(t, 0)
 
 
-def test_rationale_file_and_rationale_fn(tmp_path: Path) -> None:
-    t = _table(6)  # sources: v0, v3 -> s2; others s1
-    path = tmp_path / "notes.jsonl"
-    records = [{"video_a": "v1.mp4", "video_b": "v2.mp4", "rationale": "A is sharper."},
-               {"video_a": "v0.mp4", "video_b": "v1.mp4", "rationale": "crosses sources"},
-               {"video_a": "v4.mp4", "video_b": "zz.mp4", "rationale": "not in the table"}]
-    path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
-    notes = load_rationales(path)
-    assert notes[("v1.mp4", "v2.mp4")] == "A is sharper." and len(notes) == 3
-    pairs, texts = pairs_from_annotations(t, notes, num_pairs=10)
-    assert texts == ["A is sharper."] and pairs.index_a.tolist() == [1]
-    fn_texts = attach_rationales(t, pairs, lambda tab, i, j, m: f"{tab.names[i]}>{tab.names[j]}:{m:+.1f}")
-    assert fn_texts == [f"v1.mp4>v2.mp4:{t.mos[1] - t.mos[2]:+.1f}"]
-    assert attach_rationales(t, pairs, None) == [""]
-    path.write_text('{"video_a": "v1.mp4"}\n')
-    with pytest.raises(ValueError, match=r"notes.jsonl:1"):
-        load_rationales(path)
-    with pytest.raises(FileNotFoundError):
-        load_rationales(tmp_path / "absent.jsonl")
+def test_rationale_fn_gives_one_text_per_pair() -> None:
+    t = _table(6)
+    pairs = pairs_from_names(t, [("v1.mp4", "v2.mp4"), ("v5.mp4", "v4.mp4")])
+    texts = attach_rationales(t, pairs, lambda tab, i, j, m: f"{tab.names[i]}>{tab.names[j]}:{m:+.1f}")
+    assert texts == [f"v1.mp4>v2.mp4:{t.mos[1] - t.mos[2]:+.1f}", f"v5.mp4>v4.mp4:{t.mos[5] - t.mos[4]:+.1f}"]
+    assert attach_rationales(t, pairs, None) == ["", ""]
+
+
+def test_present_pairs_leave_out_absent_videos_and_equal_build_pairs_otherwise() -> None:
+    t = _table(30)
+    full, same = build_pairs(t, 40, seed=3), build_present_pairs(t, 40, seed=3)
+    assert np.array_equal(full.index_a, same.index_a) and np.array_equal(full.index_b, same.index_b)
+    t.missing = ["v4.mp4", "v7.mp4"]
+    present = build_present_pairs(t, 40, seed=3)
+    used = set(present.index_a.tolist()) | set(present.index_b.tolist())
+    assert len(present) == 40 and not used & {4, 7}
+    assert np.allclose(present.margin, t.mos[present.index_a] - t.mos[present.index_b])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from datamodules.annotate import verdict_sentence
 from datamodules.pairwise import (
     BenchmarkSpec,
     EvalSet,
@@ -106,13 +107,39 @@ def test_pairs_are_deterministic_and_reasoning_off_gives_empty_rationales(bench:
     assert batch.rationale == ["", "", ""]
 
 
-def test_rationale_file_supplies_the_training_pairs(bench: Path, tmp_path: Path) -> None:
+def _note(a: str, b: str, margin: float, status: str = "accepted", **kw: object) -> str:
+    return json.dumps({"video_a": a, "video_b": b, "status": status,
+                       "rationale": f"{a} vs {b}. {verdict_sentence(margin)}", **kw}) + "\n"
+
+
+def test_rationale_file_supplies_the_training_pairs_and_reports_coverage(bench: Path,
+                                                                          tmp_path: Path) -> None:
     notes = tmp_path / "notes.jsonl"
-    notes.write_text(json.dumps({"video_a": "train/1.mp4", "video_b": "train/0.mp4",
-                                 "rationale": "A is cleaner."}) + "\n")
-    dm = _dm(bench, rationale_file=str(notes), batch_size=1)
+    notes.write_text(_note("train/1.mp4", "train/0.mp4", 2.5) + _note("train/4.mp4", "train/5.mp4", 4.6 - 3.4)
+                     + _note("train/2.mp4", "train/1.mp4", -1.5, "rejected", reason="score_leak")
+                     + _note("train/3.mp4", "train/5.mp4", -1.4, "failed", reason="timeout")
+                     + _note("train/0.mp4", "train/2.mp4", 1.0))  # verdict disagrees: B is better
+    dm = _dm(bench, rationale_file=str(notes), batch_size=4)
     batch = next(iter(dm.train_dataloader()))
-    assert batch.rationale == ["A is cleaner."] and batch.margin.tolist() == [pytest.approx(2.5)]
+    got = sorted(zip(batch.rationale, batch.margin.tolist()))
+    assert [r.split(" Overall")[0] for r, _ in got] == ["train/1.mp4 vs train/0.mp4.",
+                                                         "train/4.mp4 vs train/5.mp4."]
+    assert [m for _, m in got] == [pytest.approx(2.5), pytest.approx(1.2)]
+    (cov,) = dm.rationale_coverage
+    assert (cov.listed, cov.used, cov.disagree) == (5, 2, 1)
+    assert dict(cov.rejected) == {"score_leak": 1} and dict(cov.failed) == {"timeout": 1}
+    plain = _dm(bench, rationale_file=str(notes), batch_size=4, reasoning=False)
+    batch = next(iter(plain.train_dataloader()))  # the same pairs, no text (the ablation's data)
+    assert batch.rationale == ["", ""] and sorted(batch.margin.tolist()) == [pytest.approx(1.2), pytest.approx(2.5)]
+
+
+def test_rationale_file_without_usable_pairs_is_an_error(bench: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "bad.jsonl"
+    notes.write_text(_note("train/2.mp4", "train/1.mp4", -1.5, "rejected", reason="no_verdict"))
+    with pytest.raises(ValueError, match=r"bad\.jsonl: no usable rationale.*'syn'.*no_verdict 1"):
+        _dm(bench, rationale_file=str(notes)).setup("fit")
+    with pytest.raises(FileNotFoundError, match="absent.jsonl"):
+        _dm(bench, rationale_file=str(tmp_path / "absent.jsonl")).setup("fit")
 
 
 def test_eval_items_are_single_videos_and_sets_grouped(bench: Path) -> None:

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from scipy.sparse.csgraph import connected_components
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from ranking import ActiveSampler, PaperSampler, RandomRegularSampler, run_comparisons
 
@@ -62,6 +62,7 @@ def test_bridging_reconnects_after_drop() -> None:
 
 def _lsq_rank_error(cls: type, seed: int, n: int = 300, sigma: float = 0.5) -> float:
     from scipy.stats import spearmanr
+
     from ranking import lsq_scores
     rng = np.random.default_rng(1000 + seed)
     s = rng.normal(3.0, 0.7, n)

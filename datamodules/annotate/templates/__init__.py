@@ -1,0 +1,1 @@
+"""Prompt templates of the rationale annotation (data only). A package so the wheel ships them."""

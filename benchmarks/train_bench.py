@@ -25,6 +25,7 @@ import torch
 from datamodules.pair_datasets import PairBatch
 from datamodules.synthetic import generate_benchmark, make_rationale
 from datamodules.video import load_clip
+from lightning_modules import training
 from lightning_modules.versusq import VersusQModule
 
 MOTION_FRAMES = 16
@@ -67,7 +68,7 @@ def train(model: VersusQModule, df: pd.DataFrame, clips: list[Any], steps: int, 
     rng = np.random.default_rng(0)
     train_rows = np.flatnonzero(df.split.to_numpy() == "train")
     test_rows = np.flatnonzero(df.split.to_numpy() != "train")
-    opt = torch.optim.AdamW(model._param_groups(), weight_decay=0.0)
+    opt = torch.optim.AdamW(training.param_groups(model.model, model.hparams), weight_decay=0.0)
     for g in opt.param_groups:
         g["lr"] = 1e-3
     losses, start = [], time.perf_counter()

@@ -15,13 +15,20 @@ Engines
         the sampler's temperature/top-p processing, so the first update's ratio is exactly 1.
 ``vllm`` (GPU): :class:`callbacks.vllm_engine.VLLMRollout`, an optional extra.
 
+Both engines get the same explicit sampling settings -- ``temperature``, ``top_p`` and
+``top_k = 0`` (the full distribution the old log-probs assume; HF ``generate`` would otherwise
+apply the checkpoint's ``generation_config`` top-k 20, or its global default 50) -- and the same
+placeholder suppression (``never_generate``); a rollout that still holds a placeholder is
+emptied (``mcgrpo.drop_placeholders``) before its log-probs are recomputed.
+
 Model protocol
 --------------
 The engines only use these members of ``pl_module.model`` (``lightning_modules.model.VersusQModel``):
 ``build_prompt_inputs(batch)``, ``generate_responses(inputs, num_return_sequences, **sampling)``
 (``(B*G, T)`` sampled ids, prompt stripped, prompt-major, right-padded),
-``response_logprobs(inputs, ids, mask)`` (``(B*G, T)``), ``end_token_ids()``, ``tokenizer``
-and ``device``; vLLM also ``prompt_embeds(inputs)`` and ``vlm`` (the weights it hosts).
+``response_logprobs(inputs, ids, mask)`` (``(B*G, T)``), ``end_token_ids()``, ``never_generate``,
+``tokenizer`` and ``device``; vLLM also ``prompt_embeds(inputs)``, ``vlm`` (the weights it hosts),
+``parts`` and ``processor`` (the engine folder).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from callbacks.vllm_engine import VLLMRollout, require_vllm
 from lightning_modules import template as tpl
-from lightning_modules.mcgrpo import Rollouts
+from lightning_modules.mcgrpo import Rollouts, drop_placeholders
 
 Engine = Literal["hf", "vllm"]
 ENGINES: tuple[str, ...] = get_args(Engine)
@@ -45,6 +52,7 @@ class RolloutPolicy(Protocol):
 
     tokenizer: Any
     device: torch.device
+    never_generate: list[int]
 
     def build_prompt_inputs(self, batch: Any) -> Any: ...
 
@@ -72,22 +80,21 @@ class HFRollout:
         inputs = policy.build_prompt_inputs(batch)
         start = time.perf_counter()
         ids = policy.generate_responses(inputs, num_return_sequences=num_generations, do_sample=True,
-                                        max_new_tokens=max_new_tokens, **self.sampling)  # (N, T)
+                                        max_new_tokens=max_new_tokens, top_k=0, **self.sampling)  # (N, T)
         elapsed = time.perf_counter() - start
         tok = policy.tokenizer
         lengths = tpl.response_lengths(ids.cpu(), policy.end_token_ids(), getattr(tok, "pad_token_id", None))
         mask = tpl.lengths_to_mask(lengths, ids.shape[1]).to(ids.device)  # (N, T)
-        logp = policy.response_logprobs(inputs, ids, mask).float() * mask  # (N, T)
         n_prompts = ids.shape[0] // num_generations
-        return Rollouts(
-            response_ids=ids,
-            response_mask=mask,
-            old_logprobs=logp.detach(),
+        r = drop_placeholders(Rollouts(
+            response_ids=ids, response_mask=mask, old_logprobs=torch.zeros(mask.shape, device=ids.device),
             texts=tpl.decode_rows(tok, ids, mask),
             prompt_index=torch.arange(n_prompts, device=ids.device).repeat_interleave(num_generations),
-            group_size=num_generations,
-            tokens_per_s=float(lengths.sum()) / max(elapsed, 1e-9),
-        )
+            group_size=num_generations, tokens_per_s=float(lengths.sum()) / max(elapsed, 1e-9),
+        ), policy.never_generate, tok.pad_token_id)
+        logp = policy.response_logprobs(inputs, r.response_ids, r.response_mask).float() * r.response_mask
+        r.old_logprobs = logp.detach()  # (N, T)
+        return r
 
 
 class RolloutCallback(Callback):
@@ -111,13 +118,17 @@ class RolloutCallback(Callback):
             require_vllm()  # fail at config time, not after the first epoch started
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Attach to the module (``pl_module.rollout = self``)."""
+        """Attach to the module (``pl_module.rollout = self``); note this rank's place (vLLM)."""
         pl_module.rollout = self
+        self.ranks = (getattr(trainer, "world_size", 1), getattr(trainer, "global_rank", 0),
+                      getattr(trainer, "local_rank", 0))
 
     def _build(self) -> Any:
         if self.engine_name == "hf":
             return HFRollout(**self.sampling)
-        return VLLMRollout(**self.sampling, **self.vllm_kwargs)
+        engine = VLLMRollout(**self.sampling, **self.vllm_kwargs)
+        engine.ranks = getattr(self, "ranks", (1, 0, 0))
+        return engine
 
     def generate(self, pl_module: Any, batch: Any) -> Rollouts:
         """Sample ``G = pl_module.hparams.num_generations`` responses per prompt of ``batch``.
@@ -130,7 +141,7 @@ class RolloutCallback(Callback):
         hp = pl_module.hparams
         if self.engine_name == "vllm":
             trainer = getattr(pl_module, "_trainer", None)
-            self.engine.maybe_sync(pl_module.model.vlm, trainer.global_step if trainer is not None else 0)
+            self.engine.maybe_sync(pl_module.model, trainer.global_step if trainer is not None else 0)
         return self.engine.generate(pl_module.model, batch, hp.num_generations, hp.max_new_tokens)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

@@ -47,6 +47,9 @@ QWEN_TOKENS = (
 #: for the head's readout: a model must never sample them.
 PLACEHOLDER_TOKENS = (REG, MOTION_START, MOTION_PAD, MOTION_END, "<|video_pad|>", "<|image_pad|>",
                       "<|vision_start|>", "<|vision_end|>")
+#: VersusQ tokens whose embeddings the model reads and that are new to a hub checkpoint (the
+#: motion pads are overwritten by the projector): trained even under LoRA.
+TRAINED_TOKEN_ROWS = tuple(t for t in VERSUSQ_TOKENS if t != MOTION_PAD)
 DType = Literal["bfloat16", "float16", "float32"]
 AttnImplementation = Literal["eager", "sdpa", "flash_attention_2"]
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -214,14 +217,19 @@ def _add_versusq_tokens(model: nn.Module, processor: Any) -> dict[str, int]:
     return {t: tok.convert_tokens_to_ids(t) for t in QWEN_TOKENS + VERSUSQ_TOKENS}
 
 
-def apply_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
+def apply_lora(model: nn.Module, lora: dict[str, Any], token_rows: list[int] | None = None) -> nn.Module:
     """Wrap ``model`` with PEFT LoRA on the language model.
+
+    The embedding and output rows of ``token_rows`` (VersusQ's own tokens, untrained in the
+    hub checkpoint) are trained as well (peft ``trainable_token_indices``: a few rows, not full
+    copies of both matrices as ``modules_to_save`` would make).
 
     Args:
         model: the ``Qwen3VLForConditionalGeneration``.
         lora: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.05), ``target_modules`` (regex or
             list; default: the language model's attention and MLP projections) and optional
-            ``modules_to_save`` (e.g. ``["embed_tokens", "lm_head"]`` to train the new tokens).
+            ``modules_to_save``.
+        token_rows: token ids whose embedding (and, untied, output) rows train.
     """
     from peft import LoraConfig, get_peft_model
 
@@ -236,9 +244,18 @@ def apply_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
     config = LoraConfig(
         r=int(lora.get("rank", 16)), lora_alpha=int(lora.get("alpha", 32)),
         lora_dropout=float(lora.get("dropout", 0.05)), target_modules=target,
-        modules_to_save=lora.get("modules_to_save"),
+        modules_to_save=lora.get("modules_to_save"), trainable_token_indices=_token_rows(model, token_rows),
     )
     return get_peft_model(model, config)
+
+
+def _token_rows(model: nn.Module, rows: list[int] | None) -> list[int] | dict[str, list[int]] | None:
+    """peft's ``trainable_token_indices``: one list when input and output embeddings are tied."""
+    if not rows:
+        return None
+    if getattr(model.config, "tie_word_embeddings", False):
+        return list(rows)
+    return {"embed_tokens": list(rows), "lm_head": list(rows)}
 
 
 def load_backbone(
@@ -274,5 +291,5 @@ def load_backbone(
     if freeze_vision:
         model.model.visual.requires_grad_(False)
     if lora:
-        model = apply_lora(model, lora)
+        model = apply_lora(model, lora, [token_ids[t] for t in TRAINED_TOKEN_ROWS])
     return Backbone(model=model, processor=processor, source=name, token_ids=token_ids)

@@ -45,18 +45,37 @@ class VisionFeatures:
         )
 
 
+def nbytes(value: Any) -> int:
+    """Bytes held by the tensors of a cache entry (a tensor or :class:`VisionFeatures`).
+
+    >>> nbytes(torch.zeros(4, dtype=torch.float32)), nbytes(VisionFeatures(torch.zeros(3, dtype=torch.long),
+    ...                                                                   torch.zeros(2, 4), [torch.zeros(2, 4)]))
+    (16, 88)
+    """
+    if torch.is_tensor(value):
+        return value.nbytes
+    if isinstance(value, VisionFeatures):
+        return value.grid_thw.nbytes + value.embeds.nbytes + sum(d.nbytes for d in value.deepstack)
+    raise TypeError(f"cannot size a cache entry of type {type(value).__name__}")
+
+
 class EncoderCache:
-    """LRU memory cache with an optional disk tier.
+    """LRU memory cache bounded by bytes, with an optional disk tier.
+
+    A real video's entry is ~6.6 MiB (Qwen3-VL-4B vision tokens + 3 DeepStack levels), so a bound
+    by entries hides tens of GiB of host RAM per rank; the bound is on the tensors' bytes.
 
     Args:
-        max_items: entries kept in memory (oldest use evicted first).
+        max_bytes: memory-tier budget (oldest use evicted first; an entry larger than the budget
+            is not kept in memory).
         disk_dir: directory for ``.pt`` files; ``None`` keeps the cache in memory only.
     """
 
-    def __init__(self, max_items: int = 4096, disk_dir: str | None = None):
-        self.max_items = max_items
+    def __init__(self, max_bytes: int = 4 << 30, disk_dir: str | None = None):
+        self.max_bytes = max_bytes
         self.disk_dir = Path(disk_dir).expanduser() if disk_dir else None
         self.memory: OrderedDict[str, Any] = OrderedDict()
+        self.bytes = 0
         self.hits = 0
 
     def _file(self, key: str) -> Path:
@@ -84,14 +103,17 @@ class EncoderCache:
             torch.save(value, self._file(key))
 
     def _remember(self, key: str, value: Any) -> None:
+        if key in self.memory:
+            self.bytes -= nbytes(self.memory.pop(key))
         self.memory[key] = value
-        self.memory.move_to_end(key)
-        while len(self.memory) > self.max_items:
-            self.memory.popitem(last=False)
+        self.bytes += nbytes(value)
+        while self.bytes > self.max_bytes and self.memory:
+            self.bytes -= nbytes(self.memory.popitem(last=False)[1])
 
     def clear(self) -> None:
         """Drop the memory tier (the disk tier stays)."""
         self.memory.clear()
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self.memory)

@@ -10,7 +10,9 @@
   ``--config`` win; settings not given come from the checkpoint's saved hyperparameters; for
   :data:`~lightning_modules.versusq.ARCHITECTURE_KEYS` a given value that contradicts the
   checkpoint is an error naming the key and both values. ``test`` / ``predict`` / ``validate``
-  take the weights from the checkpoint, so its ``init_from`` is not loaded again.
+  take the weights from the checkpoint, so its ``init_from`` is not loaded again. A DeepSpeed
+  checkpoint folder is consolidated to a float32 file unless the run uses the DeepSpeed strategy
+  (``lightning_modules/checkpoints.py``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Any
 from jsonargparse import Namespace
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from lightning_modules.checkpoints import load_hparams
+from lightning_modules.checkpoints import consolidate, is_deepspeed_checkpoint, load_hparams
 from lightning_modules.versusq import ARCHITECTURE_KEYS
 
 #: Subcommands whose weights come from ``--ckpt_path`` alone (``fit`` resumes and still needs
 #: ``init_from`` for the KL reference).
 _WEIGHTS_FROM_CKPT = ("validate", "test", "predict")
+_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
 #: Model setting -> the datamodule setting it decides (given once, on the model).
 LINKS = {"motion_frames": "motion_frames", "reasoning": "reasoning", "target": "mode"}
 
@@ -128,8 +131,11 @@ class VersusQCLI(LightningCLI):
         """Merge the checkpoint's saved settings by :func:`merge_checkpoint_settings`."""
         sub = self.config.get("subcommand")
         ckpt_path = self.config[sub].get("ckpt_path") if sub else None
-        if not ckpt_path:
-            return
+        if not ckpt_path or (str(ckpt_path) in _LIGHTNING_CKPT_NAMES and not Path(ckpt_path).exists()):
+            return  # Lightning resolves "last" / "best" / "hpc" itself
+        if is_deepspeed_checkpoint(ckpt_path) and "deepspeed" not in str(self.config[sub].trainer.strategy).lower():
+            # only the DeepSpeed strategy reads the folder itself; the others get the float32 file
+            self.config[sub].ckpt_path = ckpt_path = str(consolidate(ckpt_path))
         saved = load_hparams(ckpt_path)
         saved.pop("_instantiator", None)
         class_path = saved.pop("_class_path", None)

@@ -46,9 +46,31 @@ class Rollouts:
     group_size: int
     tokens_per_s: float  # sampled tokens / generation wall-clock seconds
     engine_logprobs: torch.Tensor | None = None  # (N, T) the engine's own log-probs (vLLM)
+    dropped: torch.Tensor | None = None  # (N,) bool: held a placeholder token, emptied (drop_placeholders)
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
+
+
+def drop_placeholders(rollouts: Rollouts, never_ids: list[int], pad_id: int) -> Rollouts:
+    """Empty every rollout that sampled a placeholder token (``Backbone.never_generate``).
+
+    A sampled ``<|video_pad|>`` / ``<|motion_pad|>`` would make the trainer's forward expect
+    features it does not have (and ``<reg>`` mid-response breaks the head's readout), so such a
+    rollout is kept as a zero-length response: invalid format, zero advantage in
+    :func:`mcgrpo_step`, counted in ``train/dropped_rollouts``. Engines call this before they
+    recompute log-probs.
+    """
+    ids, mask = rollouts.response_ids, rollouts.response_mask
+    bad = (torch.isin(ids, torch.tensor(never_ids, device=ids.device)) & mask).any(1)  # (N,)
+    rollouts.dropped = bad
+    if bool(bad.any()):
+        rollouts.response_ids = ids.masked_fill(bad[:, None], pad_id)
+        rollouts.response_mask = mask & ~bad[:, None]
+        rollouts.texts = ["" if b else t for b, t in zip(bad.tolist(), rollouts.texts)]
+        if rollouts.engine_logprobs is not None:
+            rollouts.engine_logprobs = rollouts.engine_logprobs.masked_fill(bad[:, None].to(ids.device), 0.0)
+    return rollouts
 
 
 def fresh_casts(device: torch.device) -> contextlib.AbstractContextManager:
@@ -129,6 +151,14 @@ def rewards_of(module: Any, margin: torch.Tensor, target: torch.Tensor, rollouts
     return objectives.total_reward(margin, target, valid, hp.alpha_reward, format_weight=hp.format_weight)
 
 
+def sampler_correction(module: Any, rollouts: Rollouts) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Truncated importance weights when the engine's log-probs are known (vLLM), else none."""
+    if rollouts.engine_logprobs is None:
+        return None, {}
+    return objectives.truncated_is_weight(rollouts.old_logprobs, rollouts.engine_logprobs,
+                                          rollouts.response_mask, module.hparams.tis_cap)
+
+
 def manual_update(module: Any, loss: torch.Tensor) -> None:
     """One optimiser step per policy update when ``ppo_epochs > 1`` (manual optimisation)."""
     if module.automatic_optimization:
@@ -160,22 +190,26 @@ def mcgrpo_step(module: Any, batch: Any) -> torch.Tensor:
     logp, margin = policy_forward(model, inputs, rollouts)  # (N, T), (N,), with grad
     rewards = rewards_of(module, margin, target, rollouts)  # 2. reward (N,)
     advantages = objectives.group_advantages(rewards, g)  # 3. advantages (N,)
+    if rollouts.dropped is not None:
+        advantages = advantages.masked_fill(rollouts.dropped.to(advantages.device), 0.0)
+    is_weight, is_stats = sampler_correction(module, rollouts)  # vLLM sampled from another model
     for k in range(hp.ppo_epochs):  # 4. K policy updates, each with the aux regression
         if k:
             logp, margin = policy_forward(model, inputs, rollouts)
         terms = objectives.mcgrpo_loss(
             logp, rollouts.old_logprobs, ref, advantages, rollouts.response_mask, margin,
-            target, hp.clip_eps, hp.beta_kl, hp.lambda_aux, aux=not hp.freeze_head_in_grpo)
+            target, hp.clip_eps, hp.beta_kl, hp.lambda_aux, aux=not hp.freeze_head_in_grpo,
+            is_weight=is_weight)
         manual_update(module, terms.loss)
-    log_step(module, rewards, rollouts, terms, len(batch.clips_a))  # 5. log
+    log_step(module, rewards, rollouts, terms, len(batch.clips_a), is_stats)  # 5. log
     if not module.automatic_optimization:
         module.lr_schedulers().step()
     return terms.loss
 
 
 def log_step(module: Any, rewards: torch.Tensor, rollouts: Rollouts, terms: objectives.MCGRPOLoss,
-             n_prompts: int) -> None:
-    """Log the ``train/`` curves of the phase."""
+             n_prompts: int, is_stats: dict[str, torch.Tensor]) -> None:
+    """Log the ``train/`` curves of the phase (+ ``train/engine_*`` for an engine that is not the policy)."""
     hp = module.hparams
     metrics = {
         "train/loss": terms.loss.detach(),
@@ -187,8 +221,8 @@ def log_step(module: Any, rewards: torch.Tensor, rollouts: Rollouts, terms: obje
         "train/kl": terms.kl,
         "train/clip_frac": terms.clip_frac,
         "train/rollout_tokens_per_s": float(rollouts.tokens_per_s),
+        "train/dropped_rollouts": float(rollouts.dropped.sum()) if rollouts.dropped is not None else 0.0,
     }
-    if rollouts.engine_logprobs is not None:  # vLLM: engine vs trainer log-prob gap
-        gap = (rollouts.engine_logprobs - rollouts.old_logprobs).abs()
-        metrics["train/engine_logprob_gap"] = objectives.masked_mean(gap, rollouts.response_mask)
+    # vLLM: |log pi_old - log pi_engine| of the sampled tokens and the truncated IS weights
+    metrics.update({f"train/engine_{k}": v for k, v in is_stats.items()})
     module.log_dict(metrics, batch_size=n_prompts)

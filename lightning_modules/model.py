@@ -113,6 +113,11 @@ class VersusQModel(nn.Module):
         """Videos actually run through each frozen encoder since construction."""
         return dict(self.encoders.calls)
 
+    @property
+    def never_generate(self) -> list[int]:
+        """Placeholder token ids no engine may sample (``Backbone.never_generate``)."""
+        return self.parts.never_generate
+
     def end_token_ids(self) -> list[int]:
         """Ids that end a generation under this readout (``template.end_tokens``)."""
         return [self.token_ids[t] for t in tpl.end_tokens(self.readout)]
@@ -202,17 +207,23 @@ class VersusQModel(nn.Module):
         """Sample/greedy-decode responses; ``(B*k, T)`` ids (prompt stripped), prompt-major, right-padded.
 
         Generation ends at :meth:`end_token_ids`; the placeholder tokens
-        (``Backbone.never_generate``) are suppressed (never sampled).
+        (``Backbone.never_generate``) are suppressed (never sampled). Sampling is from the full
+        distribution (``top_k=0``, ``top_p=1``) unless asked otherwise.
         """
         inputs = expand_inputs(inputs, num_return_sequences)
         kwargs = self._model_kwargs(inputs, inputs.prompt_ids)
         sampling.setdefault("max_new_tokens", self.max_new_tokens)
+        # explicit settings: HF would apply the checkpoint's generation_config (Qwen3-VL: top_k 20,
+        # top_p 0.8, temperature 0.7) or its global defaults (top_k 50) to whatever is not passed
         if sampling.get("temperature", 1.0) == 0.0 or not sampling.get("do_sample", True):
-            sampling.update(do_sample=False, temperature=None, top_p=None)
+            sampling.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, **sampling}
+        sampling.setdefault("repetition_penalty", 1.0)
         with self.injector.use(self.motion_projector(inputs.motion)):
             out = self.vlm.generate(**kwargs, eos_token_id=self.end_token_ids(),
                                     pad_token_id=self.tokenizer.pad_token_id,
-                                    suppress_tokens=self.parts.never_generate, **sampling)
+                                    suppress_tokens=self.never_generate, **sampling)
         return out[:, kwargs["input_ids"].shape[1]:]
 
     def prompt_embeds(self, inputs: PromptInputs) -> list[torch.Tensor]:

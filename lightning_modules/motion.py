@@ -35,6 +35,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from lightning_modules.heads import fp32_mlp
+
 MotionEncoderName = Literal["slowfast_r50", "tiny"]
 MOTION_VARIANTS: tuple[str, ...] = get_args(MotionEncoderName)
 KINETICS_MEAN = (0.45, 0.45, 0.45)
@@ -104,9 +106,20 @@ class SlowFastMotionEncoder(nn.Module):
         """Always stays in eval mode (frozen BatchNorm statistics)."""
         return super().train(False)
 
+    def _dtype(self) -> torch.dtype:
+        """The parameters' dtype, with the buffers brought to it.
+
+        DeepSpeed's bf16 casts the parameters of the whole LightningModule (this frozen encoder
+        too) but, from DeepSpeed 0.19.4, not the buffers; BatchNorm then fails for any input.
+        """
+        dtype = next(self.parameters()).dtype
+        if any(b.dtype != dtype for b in self.buffers() if b.is_floating_point()):
+            self.to(dtype)
+        return dtype
+
     @torch.no_grad()
     def forward(self, motion: torch.Tensor) -> torch.Tensor:
-        """Encode dense clips.
+        """Encode dense clips (in the dtype of the encoder's parameters).
 
         Args:
             motion: ``(N, T', 3, H, W)`` uint8, ``T' % alpha == 0``.
@@ -116,7 +129,7 @@ class SlowFastMotionEncoder(nn.Module):
         """
         if motion.shape[1] % self.alpha:
             raise ValueError(f"motion clip has {motion.shape[1]} frames, not a multiple of alpha={self.alpha}")
-        fast = motion.permute(0, 2, 1, 3, 4).float().div(255.0)  # (N, 3, T', H, W)
+        fast = motion.permute(0, 2, 1, 3, 4).to(self._dtype()).div(255.0)  # (N, 3, T', H, W)
         fast = (fast - self.mean) / self.std
         x = [fast[:, :, :: self.alpha].contiguous(), fast]  # slow (N,3,T'/a,H,W), fast
         for block in self.trunk:
@@ -136,8 +149,8 @@ class MotionProjector(nn.Module):
         self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(..., in_dim)`` -> ``(..., out_dim)``."""
-        return self.net(features)
+        """``(..., in_dim)`` -> ``(..., out_dim)`` float32 (``heads.fp32_mlp``: dtype-robust)."""
+        return fp32_mlp(self.net, features)
 
 
 class MotionInjector:

@@ -146,6 +146,7 @@ def clipped_policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_eps: float = 0.2,
+    is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped surrogate loss ``-min(rho A, clip(rho, 1-eps, 1+eps) A)`` with token ratios (Eq. 13).
 
@@ -156,6 +157,8 @@ def clipped_policy_loss(
         mask: ``(N, T)`` 1 on response tokens.
         clip_eps: ``eps``; the clip is active exactly where ``rho`` leaves ``[1-eps, 1+eps]``
             in the direction the advantage pushes it (there the token's gradient is zero).
+        is_weight: ``(N, T)`` importance weight of the sampler mismatch
+            (:func:`truncated_is_weight`), multiplying each token's surrogate; ``None`` = 1.
 
     Returns:
         ``(loss, clip_frac)``: scalar loss (:func:`masked_mean`) and the fraction of response
@@ -170,11 +173,55 @@ def clipped_policy_loss(
     adv = advantages.detach().unsqueeze(1).to(ratio.dtype)  # (N, 1)
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv
-    loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
+    surrogate = -torch.minimum(unclipped, clipped)  # (N, T)
+    if is_weight is not None:
+        surrogate = surrogate * is_weight.detach()
+    loss = masked_mean(surrogate, mask)
     cut = ((ratio > 1.0 + clip_eps) & (adv > 0)) | ((ratio < 1.0 - clip_eps) & (adv < 0))
     m = mask.bool()
     clip_frac = (cut & m).sum().float() / m.sum().clamp(min=1).float()
     return loss, clip_frac.detach()
+
+
+def truncated_is_weight(
+    logp_old: torch.Tensor, logp_engine: torch.Tensor, mask: torch.Tensor, cap: float = 3.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Truncated importance sampling for a sampler that is not the policy (vLLM; TRL's TIS).
+
+    The rollouts were sampled by an engine whose distribution ``pi_engine`` differs from the
+    trainer's ``pi_old`` (for VersusQ's vLLM path: 1-D positions and no DeepStack). The policy
+    gradient under ``pi_old`` is recovered by weighting each token's surrogate with
+    ``pi_old / pi_engine``, capped at ``cap`` so rare tokens cannot blow up the step (token-level
+    truncation; the KL term is not weighted).
+
+    Args:
+        logp_old: ``(N, T)`` trainer log-probs of the sampled tokens.
+        logp_engine: ``(N, T)`` the engine's log-probs of the same tokens (NaN: none given).
+        mask: ``(N, T)`` 1 on response tokens.
+        cap: upper bound of the weight.
+
+    Returns:
+        ``(weight, stats)``: ``(N, T)`` detached weights (1 off the mask and where the engine gave
+        none) and ``gap_mean``, ``gap_max`` (``|logp_old - logp_engine|``), ``weight_mean``,
+        ``weight_min``, ``weight_max`` (before the cap) and ``truncated_frac`` over the tokens.
+
+    >>> w, st = truncated_is_weight(torch.tensor([[0.0, -1.0]]), torch.tensor([[-2.0, -1.0]]),
+    ...                             torch.ones(1, 2), cap=3.0)
+    >>> w.tolist(), round(st["truncated_frac"].item(), 2)
+    ([[3.0, 1.0]], 0.5)
+    """
+    m = mask.bool() & ~torch.isnan(logp_engine)  # (N, T)
+    delta = torch.where(m, logp_old.detach().float() - torch.nan_to_num(logp_engine.float()), 0.0)
+    raw = torch.exp(delta)  # (N, T), 1 off the mask
+    weight = raw.clamp(max=cap).detach()
+    if not bool(m.any()):  # nothing to correct: neutral statistics
+        zero, one = raw.new_zeros(()), raw.new_ones(())
+        return weight, {"gap_mean": zero, "gap_max": zero, "weight_mean": one, "weight_min": one,
+                        "weight_max": one, "truncated_frac": zero}
+    sel, gap = raw[m], delta.abs()[m]
+    stats = {"gap_mean": gap.mean(), "gap_max": gap.max(), "weight_mean": weight[m].mean(),
+             "weight_min": sel.min(), "weight_max": sel.max(), "truncated_frac": (sel > cap).float().mean()}
+    return weight, stats
 
 
 def kl_penalty(logp_new: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -274,6 +321,7 @@ def mcgrpo_loss(
     beta: float = 0.01,
     lambda_aux: float = 0.5,
     aux: bool = True,
+    is_weight: torch.Tensor | None = None,
 ) -> MCGRPOLoss:
     """MC-GRPO loss ``L_GRPO + lambda_aux * MSE(m_hat, m*)`` (Eq. 13-14).
 
@@ -288,6 +336,7 @@ def mcgrpo_loss(
         beta: KL coefficient (paper 0.01). lambda_aux: aux weight (paper 0.5).
         aux: ``False`` for the "GRPO from SFT" ablation -- no aux term (the MSE is still
             returned, detached, for logging).
+        is_weight: sampler-mismatch weights of the surrogate (:func:`truncated_is_weight`).
 
     >>> z = torch.zeros(2, 3, requires_grad=True)
     >>> out = mcgrpo_loss(z, z.detach(), z.detach(), torch.tensor([1.0, -1.0]), torch.ones(2, 3),
@@ -297,7 +346,7 @@ def mcgrpo_loss(
     """
     if logp_ref is None and beta != 0:
         raise ValueError(f"mcgrpo_loss: logp_ref is required when beta={beta} != 0")
-    policy, clip_frac = clipped_policy_loss(logp_new, logp_old, advantages, mask, clip_eps)
+    policy, clip_frac = clipped_policy_loss(logp_new, logp_old, advantages, mask, clip_eps, is_weight)
     kl = kl_penalty(logp_new, logp_ref, mask) if logp_ref is not None else policy.new_zeros(())
     mse = regression_loss(pred, target)
     loss = policy + beta * kl + (lambda_aux * mse if aux else 0.0)

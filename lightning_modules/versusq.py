@@ -11,7 +11,6 @@ validity rule are ``template.py``, the loss math ``objectives.py``, MC-GRPO's st
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -22,7 +21,7 @@ from lightning.pytorch import Callback, LightningModule
 from callbacks.evaluation import ComparisonGraphEvaluation
 from callbacks.rollout import RolloutCallback
 from lightning_modules import backbone as bb
-from lightning_modules import mcgrpo, objectives
+from lightning_modules import mcgrpo, objectives, training
 from lightning_modules import template as tpl
 from lightning_modules.cache import EncoderCache
 from lightning_modules.checkpoints import load_state_dict, upgrade_state_dict, weights_digest
@@ -66,12 +65,19 @@ class VersusQModule(LightningModule):
         reasoning: ``False`` trains with an empty ``<think>`` block (ablation).
         max_new_tokens: generation budget of inference and of the MC-GRPO rollouts.
         temperature: sampling temperature of :meth:`predict_margin` (greedy at 0).
-        cache_size, cache_dir: frozen-encoder cache (memory entries, optional disk directory).
+        cache_gib, cache_dir: frozen-encoder cache (host-RAM budget in GiB per process, optional
+            disk directory for everything beyond it).
         num_generations: G rollouts per prompt in MC-GRPO (paper 4).
         alpha_reward, format_weight, beta_kl, clip_eps, lambda_aux, freeze_head_in_grpo, lr_grpo:
             MC-GRPO hyper-parameters (paper Sec. 4.1, App. B).
         ppo_epochs: K policy updates per rollout batch (1: automatic optimisation; K > 1:
-            manual, so ``trainer.accumulate_grad_batches`` must be 1).
+            manual, so there can be no gradient accumulation).
+        tis_cap: cap of the truncated importance weight ``pi_trainer / pi_engine`` correcting a
+            rollout engine that samples from an approximation of the policy (vLLM; TRL's 3.0).
+        global_batch_size: items (pairs / prompts) per optimiser step over all devices; the
+            gradient accumulation is derived from it (``training.set_accumulation``). ``None``
+            keeps ``trainer.accumulate_grad_batches``.
+        activation_checkpointing: recompute the VLM's layer activations in backward (GPU memory).
     """
 
     def __init__(
@@ -100,7 +106,7 @@ class VersusQModule(LightningModule):
         reasoning: bool = True,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
-        cache_size: int = 4096,
+        cache_gib: float = 4.0,
         cache_dir: str | None = None,
         num_generations: int = 4,
         alpha_reward: float = 1.0,
@@ -111,6 +117,9 @@ class VersusQModule(LightningModule):
         freeze_head_in_grpo: bool = False,
         lr_grpo: float = 1e-6,
         ppo_epochs: int = 1,
+        tis_cap: float = 3.0,
+        global_batch_size: int | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         for name, value, allowed in (("phase", phase, PHASES), ("target", target, tpl.TARGETS),
@@ -125,8 +134,11 @@ class VersusQModule(LightningModule):
         self.model = VersusQModel(
             parts, encoder, motion_frames=motion_frames, head_hidden=head_hidden, readout=readout,
             reasoning=reasoning, max_new_tokens=max_new_tokens, temperature=temperature,
-            cache=EncoderCache(cache_size, cache_dir), freeze_vision=freeze_vision, freeze_llm=freeze_llm,
+            cache=EncoderCache(int(cache_gib * 2**30), cache_dir), freeze_vision=freeze_vision, freeze_llm=freeze_llm,
             encoder_tag=f"{parts.source}:{seed}:{motion_encoder}:{motion_weights}")
+        if activation_checkpointing:
+            training.enable_activation_checkpointing(parts.base_model)
+        training.keep_trainable_fp32(self)  # `dtype` stores the frozen parts; see training.py
         self.reference = mcgrpo.ReferencePolicy(init_from)
         self.parse_failures = 0
         self._digest: tuple[Any, str] | None = None
@@ -238,6 +250,15 @@ class VersusQModule(LightningModule):
         return self.model.encode_videos(batch)
 
     # ------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        """Fit: accumulation from the global batch."""
+        if stage == "fit" and self.hparams.global_batch_size:
+            training.set_accumulation(self.trainer, self.hparams.global_batch_size, not self.automatic_optimization)
+
+    def on_fit_start(self) -> None:
+        """After the precision plugin converted the module: no low-precision weights without masters."""
+        training.check_trainable_fp32(self, self.trainer, self.hparams.dtype)
+
     def rollout_engine(self) -> RolloutCallback:
         """The ``RolloutCallback`` attached in its ``setup`` (``pl_module.rollout``)."""
         engine = getattr(self, "rollout", None)
@@ -323,33 +344,14 @@ class VersusQModule(LightningModule):
             wanted.append(RolloutCallback())
         return wanted
 
-    def _param_groups(self) -> list[dict[str, Any]]:
-        hp = self.hparams
-        grpo = hp.phase == "mcgrpo"
-        head_params = [] if (grpo and hp.freeze_head_in_grpo) else list(self.model.head.parameters())
-        llm = [p for p in self.model.vlm.parameters() if p.requires_grad]
-        groups = [
-            {"name": "backbone", "params": llm, "lr": hp.lr_grpo if grpo else hp.lr_backbone},
-            {"name": "projector", "params": list(self.model.motion_projector.parameters()),
-             "lr": hp.lr_grpo if grpo else hp.lr_projector},
-            {"name": "head", "params": head_params, "lr": hp.lr_head},
-        ]
-        return [g for g in groups if g["params"]]
-
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over backbone / projector / head groups; linear warm-up then cosine decay."""
-        if self.hparams.phase == "mcgrpo" and self.hparams.freeze_head_in_grpo:
+        hp = self.hparams
+        if hp.phase == "mcgrpo" and hp.freeze_head_in_grpo:
             self.model.head.requires_grad_(False)
-        optimizer = torch.optim.AdamW(self._param_groups(), weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(training.param_groups(self.model, hp), weight_decay=hp.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = self.hparams.warmup_steps
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, training.warmup_cosine(hp.warmup_steps, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 

@@ -12,8 +12,11 @@ random pixels, so model and callback tests exercise the objects production passe
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -98,3 +101,47 @@ def make_pair_batch() -> Callable[..., PairBatch]:
 def make_video_batch() -> Callable[..., VideoBatch]:
     """Factory of real ``VideoBatch`` objects (see :func:`video_batch`)."""
     return video_batch
+
+
+def _deepspeed_folder(root: Path, state: dict[str, torch.Tensor], client: dict[str, Any]) -> Path:
+    """The layout Lightning's DeepSpeed strategy writes for ZeRO-2 bf16 (``last.ckpt`` is a folder):
+    ``latest`` naming the tag folder, the rank-0 model states (bf16 weights + ``client``, the
+    Lightning checkpoint dict without weights and optimizer states) and one optimizer shard."""
+    folder = root / "last.ckpt"
+    tag = folder / "checkpoint"
+    tag.mkdir(parents=True)
+    (folder / "latest").write_text("checkpoint")
+    bf16 = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+    client = {k: v for k, v in client.items() if k not in ("state_dict", "optimizer_states")}
+    torch.save({"module": bf16, "dp_world_size": 1, **client}, tag / "mp_rank_00_model_states.pt")
+    torch.save({"optimizer_state_dict": {"zero_stage": 2}}, tag / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def deepspeed_folder() -> Callable[..., Path]:
+    """Factory ``(root, state_dict, client_state) -> folder`` of a fabricated DeepSpeed checkpoint."""
+    return _deepspeed_folder
+
+
+@pytest.fixture
+def fake_deepspeed(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, torch.Tensor]], list[Path]]:
+    """Install a stand-in for ``deepspeed.utils.zero_to_fp32`` (DeepSpeed cannot be installed on the
+    CPU machines): given the float32 weights the ZeRO shards hold, returns the list of folders it
+    consolidated. Lightning's real ``convert_zero_checkpoint_to_fp32_state_dict`` runs on top of it."""
+
+    def install(fp32_state: dict[str, torch.Tensor]) -> list[Path]:
+        calls: list[Path] = []
+        module = types.ModuleType("deepspeed.utils.zero_to_fp32")
+        module.get_fp32_state_dict_from_zero_checkpoint = (  # type: ignore[attr-defined]
+            lambda folder, tag=None: calls.append(Path(folder)) or dict(fp32_state))
+        module.get_optim_files = lambda d: sorted(Path(d).glob("*optim_states.pt"))  # type: ignore[attr-defined]
+        module.get_model_state_file = lambda d, stage: Path(d) / "mp_rank_00_model_states.pt"  # type: ignore[attr-defined]
+        for name in ("deepspeed", "deepspeed.utils"):
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        monkeypatch.setitem(sys.modules, "deepspeed.utils.zero_to_fp32", module)
+        monkeypatch.setattr("lightning_modules.checkpoints._DEEPSPEED", True)
+        monkeypatch.setattr("lightning.pytorch.utilities.deepspeed._DEEPSPEED_AVAILABLE", True)
+        return calls
+
+    return install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from callbacks import rollout as ro
 from callbacks import vllm_engine as ve
+from callbacks import vllm_weights as vw
 
 VOCAB = ["<pad>", "<think>", "</think>", "<answer>", "c", "a", "b", "<eos>"]
 PAD, ANSWER, EOS = 0, 3, 7
@@ -21,6 +23,9 @@ class FakeTokenizer:
     pad_token_id = PAD
     eos_token_id = EOS
 
+    def __call__(self, text: str, add_special_tokens: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(input_ids=[VOCAB.index(text)])
+
     def decode(self, tokens: list[int], skip_special_tokens: bool = False) -> str:
         return "".join(VOCAB[t] for t in tokens)
 
@@ -29,6 +34,7 @@ class FakePolicy(nn.Module):
     """Implements the rollout engines' model protocol with a bigram LM over VOCAB."""
 
     device = torch.device("cpu")
+    never_generate: list[int] = [4]  # "c" plays a placeholder token
 
     def __init__(self, script: list[list[int]]) -> None:
         super().__init__()
@@ -73,8 +79,8 @@ def test_missing_vllm_error_names_install_command(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(ve, "_VLLM_AVAILABLE", False)
     with pytest.raises(ImportError, match=r"pip install 'versusq\[vllm\]'"):
         ro.RolloutCallback(engine="vllm")
-    with pytest.raises(ImportError, match="pip install vllm"):
-        ve.VLLMRollout(model="Qwen/Qwen3-VL-4B-Instruct")
+    with pytest.raises(ImportError, match=r"pip install 'vllm==0.33.\*'"):
+        ve.VLLMRollout()
 
 
 # ---------------------------------------------------------------------------- HF engine
@@ -104,48 +110,45 @@ def test_hf_rollout_shapes_mask_logprobs_texts() -> None:
 
 
 # ---------------------------------------------------------------------------- vLLM pure parts
-def test_build_vllm_requests() -> None:
+def test_vllm_requests_and_sampling() -> None:
     embeds = [torch.randn(5, 8, requires_grad=True), torch.randn(7, 8)]
-    prompts, kw = ve.build_vllm_requests(embeds, 4, temperature=0.9, top_p=0.95, max_new_tokens=64)
+    prompts = ve.build_vllm_requests(embeds)
     assert [p["prompt_embeds"].shape[0] for p in prompts] == [5, 7]
     assert not prompts[0]["prompt_embeds"].requires_grad
-    assert kw == {
-        "n": 4,
-        "temperature": 0.9,
-        "top_p": 0.95,
-        "max_tokens": 64,
-        "stop": ["<answer>"],
-        "include_stop_str_in_output": True,
-        "logprobs": 0,
-    }
+    kw = ve.sampling_kwargs(4, 64, end_ids=[ANSWER, EOS], never_ids=[6], temperature=0.9, top_p=0.95)
+    assert kw == {"n": 4, "temperature": 0.9, "top_p": 0.95, "top_k": 0, "max_tokens": 64,
+                  "stop_token_ids": [ANSWER, EOS], "logit_bias": {6: float("-inf")}, "logprobs": 0,
+                  "detokenize": False}
 
 
-def _completion(tokens: list[int], text: str, lps: list[float]) -> SimpleNamespace:
+def _completion(tokens: list[int], lps: list[float]) -> SimpleNamespace:
     logprobs = [{t: SimpleNamespace(logprob=lp)} for t, lp in zip(tokens, lps)]
-    return SimpleNamespace(token_ids=tokens, text=text, logprobs=logprobs)
+    return SimpleNamespace(token_ids=tokens, text="", logprobs=logprobs)
 
 
-def test_parse_vllm_outputs() -> None:
+def test_parse_vllm_outputs_decodes_with_the_training_tokenizer() -> None:
     outputs = [
-        SimpleNamespace(
-            outputs=[_completion([1, 5, 2], "x", [-0.1, -0.2, -0.3]), _completion([1], "y", [-1.0])]
-        ),
-        SimpleNamespace(
-            outputs=[
-                _completion([6, 6], "z", [-0.5, -0.6]),
-                _completion([5, 5, 5, 5], "w", [-0.1] * 4),
-            ]
-        ),
+        SimpleNamespace(outputs=[_completion([1, 5, 2, 3], [-0.1, -0.2, -0.3, -0.4]), _completion([1], [-1.0])]),
+        SimpleNamespace(outputs=[_completion([6, 6], [-0.5, -0.6]), _completion([5, 5, 5, 5], [-0.1] * 4)]),
     ]
-    r = ve.parse_vllm_outputs(outputs, num_generations=2, pad_id=PAD, elapsed_s=2.0)
+    r = ve.parse_vllm_outputs(outputs, num_generations=2, tokenizer=FakeTokenizer(), elapsed_s=2.0)
     assert r.response_ids.tolist()[1] == [1, PAD, PAD, PAD]
-    assert r.response_mask.sum(1).tolist() == [3, 1, 2, 4]
-    assert r.old_logprobs[0, :3].tolist() == pytest.approx([-0.1, -0.2, -0.3])
+    assert r.response_mask.sum(1).tolist() == [4, 1, 2, 4]
+    assert r.old_logprobs[0].tolist() == pytest.approx([-0.1, -0.2, -0.3, -0.4])
     assert r.old_logprobs[1, 1:].abs().sum() == 0
-    assert r.texts == ["x", "y", "z", "w"] and r.prompt_index.tolist() == [0, 0, 1, 1]
-    assert r.tokens_per_s == pytest.approx(10 / 2.0)
+    assert r.texts == ["<think>a</think><answer>", "<think>", "bb", "aaaa"]  # not vLLM's (empty) text
+    assert r.prompt_index.tolist() == [0, 0, 1, 1] and r.tokens_per_s == pytest.approx(11 / 2.0)
     with pytest.raises(ValueError, match="num_generations=3"):
-        ve.parse_vllm_outputs(outputs, num_generations=3, pad_id=PAD, elapsed_s=1.0)
+        ve.parse_vllm_outputs(outputs, num_generations=3, tokenizer=FakeTokenizer(), elapsed_s=1.0)
+
+
+def test_engine_per_rank_with_the_exported_folder() -> None:
+    single = ve.engine_kwargs(Path("/e"), world_size=1, global_rank=0, seed=7, gpu_memory_utilization=0.2)
+    assert "distributed_executor_backend" not in single and single["seed"] == 7
+    assert single["model"] == single["tokenizer"] == "/e" and single["enable_prompt_embeds"]
+    multi = ve.engine_kwargs(Path("/e"), world_size=8, global_rank=5, seed=7)
+    assert multi["distributed_executor_backend"] == "external_launcher" and multi["seed"] == 12
+    assert ve.distributed_env(8, 5, 1)["RANK"] == "5"
 
 
 # ---------------------------------------------------------------------------- weight sync
@@ -175,8 +178,9 @@ class FakeLLM:
 def test_sync_only_when_global_step_changed() -> None:
     llm = FakeLLM()
     engine = ve.VLLMRollout(llm=llm, enable_sleep_mode=False)
-    policy = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
-    policy[0].requires_grad_(False)  # a frozen tower
+    vlm = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    vlm[0].requires_grad_(False)  # a frozen tower
+    policy = SimpleNamespace(vlm=vlm)
     pushed = [engine.maybe_sync(policy, step) for step in (0, 0, 0, 1, 1, 2)]
     assert pushed == [True, False, False, True, False, True]
     calls = llm.hosted.load_calls
@@ -196,7 +200,7 @@ def test_policy_weights_merges_lora_out_of_place() -> None:
         base, peft.LoraConfig(r=2, target_modules=["proj"], init_lora_weights=False)
     )
     before = {n: p.clone() for n, p in model.named_parameters()}
-    pushed = dict(ve.policy_weights(model, name_map={"proj.": "layers.0.proj."}))
+    pushed = dict(vw.policy_weights(model, name_map={"proj.": "layers.0.proj."}))
     reference = copy.deepcopy(model).merge_and_unload().state_dict()
     assert set(pushed) == {"layers.0.proj.weight", "layers.0.proj.bias", "head.weight", "head.bias"}
     assert torch.allclose(pushed["layers.0.proj.weight"], reference["proj.weight"], atol=1e-6)
@@ -205,16 +209,20 @@ def test_policy_weights_merges_lora_out_of_place() -> None:
         assert torch.equal(p, before[n])
 
 
-@pytest.mark.gpu
-def test_real_vllm_engine_generates() -> None:  # pragma: no cover - needs GPU + vLLM + weights
-    pytest.importorskip("vllm")
-    from vllm import LLM, SamplingParams
+def test_hf_rollouts_sample_the_full_distribution(make_pair_batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old log-probs assume the full distribution: no checkpoint top-k/top-p/temperature sneaks in."""
+    import transformers.generation.utils as gen
 
-    llm = LLM(model="Qwen/Qwen3-0.6B", enable_prompt_embeds=True, gpu_memory_utilization=0.3)
-    prompts, kw = ve.build_vllm_requests(
-        [torch.randn(6, 1024, dtype=torch.bfloat16)], 4, max_new_tokens=8
-    )
-    out = ve.parse_vllm_outputs(
-        llm.generate(prompts, SamplingParams(**kw)), 4, pad_id=0, elapsed_s=1.0
-    )
-    assert out.response_ids.shape[0] == 4 and (out.old_logprobs <= 0).all()
+    from lightning_modules.versusq import VersusQModule
+
+    module = VersusQModule(motion_frames=8, head_hidden=16, max_new_tokens=4)
+    config = module.model.vlm.generation_config
+    config.top_k, config.top_p, config.temperature = 20, 0.8, 0.7  # Qwen3-VL-Instruct's generation_config
+    made: list[str] = []
+    for name in ("TopKLogitsWarper", "TopPLogitsWarper", "TemperatureLogitsWarper"):
+        real = getattr(gen, name)
+        monkeypatch.setattr(gen, name, lambda *a, _n=name, _r=real, **k: made.append(_n) or _r(*a, **k))
+    r = ro.HFRollout(temperature=1.0, top_p=1.0).generate(module.model, make_pair_batch([(0, 1)]), 2, 4)
+    assert len(r) == 2 and made == []
+    ro.HFRollout(temperature=0.5, top_p=0.9).generate(module.model, make_pair_batch([(0, 1)]), 2, 4)
+    assert made == ["TemperatureLogitsWarper", "TopPLogitsWarper"]  # what was asked, and no top-k

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -119,3 +120,51 @@ def test_design_commands_parse(command: list[str], capsys: pytest.CaptureFixture
     assert stop.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "backbone: Qwen/Qwen3-VL-4B-Instruct" in printed and "motion_frames: 64" in printed
+
+
+# ---------------------------------------------------------------------------- issue 9: GPU precision
+def _moved_fraction(cli: Any) -> float:
+    """Fraction of the language-model layers' weight elements changed by fitting."""
+    layers = {n: p.detach().float().clone() for n, p in cli.model.named_parameters() if ".language_model.layers." in n}
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    after = dict(cli.model.named_parameters())
+    changed = sum(int((after[n].detach().float() != before).sum()) for n, before in layers.items())
+    return changed / sum(t.numel() for t in layers.values())
+
+
+GPU_DTYPE = ["--model.init_args.dtype=bfloat16", "--trainer.precision=bf16-mixed"]  # conf/model.yaml, conf/sft.yaml
+LR = ["--model.init_args.lr_backbone=1e-5", "--model.init_args.warmup_steps=0", "--trainer.limit_val_batches=0"]
+
+
+def test_bf16_storage_trains_every_layer_weight(tmp_path: Path, data_args: list[str],
+                                                out_args: Callable[[Path], list[str]]) -> None:
+    cli = run.main(["--config", conf("sft.yaml"), *TINY, *GPU_DTYPE, *LR, "--trainer.max_steps=5",
+                    *out_args(tmp_path), *data_args], run=False)
+    frozen = cli.model.model.vlm.model.visual.patch_embed.proj.weight
+    assert frozen.dtype == torch.bfloat16  # frozen parts stay in the configured dtype
+    assert _moved_fraction(cli) >= 0.8  # main: 9% (bf16 AdamW rounds lr-1e-5 updates away)
+    assert all(p.dtype == torch.float32 for p in cli.model.parameters() if p.requires_grad)
+
+
+def test_low_precision_weights_without_masters_are_an_error(tmp_path: Path, data_args: list[str],
+                                                            out_args: Callable[[Path], list[str]]) -> None:
+    cli = run.main(["--config", conf("sft.yaml"), *TINY, "--model.init_args.dtype=bfloat16",
+                    "--trainer.precision=bf16-true", *LR, "--trainer.max_steps=1", *out_args(tmp_path),
+                    *data_args], run=False)
+    with pytest.raises(ValueError, match=r"no float32 master copy.*trainer.precision='bf16-true'"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+def test_deepspeed_checkpoint_folder_as_ckpt_path(tmp_path: Path, sft_ckpt: Path, data_args: list[str],
+                                                  out_args: Callable[[Path], list[str]],
+                                                  deepspeed_folder: Callable[..., Path],
+                                                  fake_deepspeed: Callable[..., list[Path]]) -> None:
+    saved = torch.load(sft_ckpt, weights_only=False)
+    folder = deepspeed_folder(tmp_path, saved["state_dict"], saved)
+    consolidated = fake_deepspeed(saved["state_dict"])
+    cli = run.main(["test", *TINY, "--ckpt_path", str(folder), "--trainer.limit_test_batches=0",
+                    *out_args(tmp_path), *data_args])
+    assert consolidated == [folder] and cli.trainer.ckpt_path == str(folder / "consolidated_fp32.ckpt")
+    assert cli.model.hparams.max_new_tokens == saved["hyper_parameters"]["max_new_tokens"]
+    for name, value in saved["state_dict"].items():  # the float32 weights were restored
+        assert torch.equal(cli.model.state_dict()[name], value), name

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from typing import Any
 
 import pytest
 import torch
@@ -69,13 +71,35 @@ def test_flash_attention_missing_names_install() -> None:
         bb.load_backbone("tiny", attn_implementation="flash_attention_2")
 
 
-def test_lora_wraps_language_model() -> None:
+def test_lora_wraps_language_model_and_trains_new_token_rows() -> None:
     parts = bb.load_backbone("tiny", dtype="float32", lora={"rank": 4, "alpha": 8})
     trainable = [n for n, p in parts.model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n for n in trainable)
-    assert all("language_model" in n for n in trainable)
+    assert trainable and all("language_model" in n or "lm_head" in n for n in trainable)
+    deltas = [n for n in trainable if "trainable_tokens_delta" in n]
+    assert len(deltas) == 2 and all("lora_" in n for n in trainable if n not in deltas)  # embed + lm_head rows
+    adapter = parts.base_model.get_input_embeddings().token_adapter
+    rows = {parts.token_ids[t] for t in bb.TRAINED_TOKEN_ROWS}
+    assert set(adapter.token_indices["default"]) == rows and parts.token_ids[tpl.MOTION_PAD] not in rows
     with pytest.raises(ValueError, match="allowed"):
         bb.load_backbone("tiny", lora={"r": 4})
+
+
+def test_lora_token_rows_move_and_reach_vllm() -> None:
+    from callbacks.vllm_weights import policy_weights
+
+    torch.manual_seed(0)
+    parts = bb.load_backbone("tiny", dtype="float32", lora={"rank": 4, "alpha": 8})
+    embed = parts.base_model.get_input_embeddings()
+    before = dict(policy_weights(parts.model))
+    opt = torch.optim.SGD([p for p in parts.model.parameters() if p.requires_grad], lr=1.0)
+    ids = torch.tensor([[parts.token_ids[tpl.ANSWER], parts.token_ids[tpl.REG], 5]])
+    embed(ids).sum().backward()
+    opt.step()
+    after = dict(policy_weights(parts.model))
+    name = "model.language_model.embed_tokens.weight"
+    assert before.keys() == after.keys() and name in after and "lm_head.weight" in after
+    moved = (after[name] != before[name]).any(1).nonzero().flatten().tolist()
+    assert moved == sorted([parts.token_ids[tpl.ANSWER], parts.token_ids[tpl.REG]])  # trained rows only
 
 
 @pytest.mark.gpu
@@ -89,3 +113,26 @@ def test_real_qwen3_vl_4b_loads() -> None:
     with torch.no_grad():
         out = model(input_ids=ids)
     assert torch.isfinite(out.logits.float()).all()
+
+
+def test_real_qwen3_vl_4b_architecture_on_meta(shared_dir: Any) -> None:
+    """The real config (no weights): 4.44B parameters; under LoRA the new token rows train through
+    one tied-embedding delta of 7 x 2560 values (not full matrix copies); checkpointing reaches all
+    36 decoder layers."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from lightning_modules import training
+
+    raw = json.loads((shared_dir / "reference" / "qwen3-vl-4b-instruct.config.json").read_text())
+    with torch.device("meta"):
+        model = Qwen3VLForConditionalGeneration(Qwen3VLConfig(**raw))
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.438e9, rel=1e-3)
+    training.enable_activation_checkpointing(model)
+    assert all(layer.gradient_checkpointing for layer in model.model.language_model.layers)
+    rows = list(range(151669, 151669 + len(bb.TRAINED_TOKEN_ROWS)))  # VersusQ's ids after the hub vocabulary
+    assert max(rows) < raw["text_config"]["vocab_size"]  # no resize: the new rows exist, untrained
+    model.requires_grad_(True)
+    model.model.visual.requires_grad_(False)
+    peft_model = bb.apply_lora(model, {"rank": 4, "alpha": 8}, rows)
+    extra = {n: p.numel() for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" not in n}
+    assert list(extra.values()) == [len(rows) * 2560] and "embed_tokens" in next(iter(extra))

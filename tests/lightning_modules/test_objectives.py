@@ -200,3 +200,28 @@ def test_mcgrpo_requires_reference_when_beta_positive() -> None:
             inp["target"],
             beta=0.01,
         )
+
+
+# ---------------------------------------------------------------------------- sampler mismatch
+def test_truncated_is_weight_caps_and_ignores_missing() -> None:
+    old = torch.tensor([[0.0, -1.0, -2.0, -0.5]])
+    engine = torch.tensor([[-2.0, -1.0, float("nan"), 0.0]])  # 3rd: the engine gave no log-prob
+    mask = torch.tensor([[1, 1, 1, 0]])
+    w, stats = obj.truncated_is_weight(old, engine, mask, cap=3.0)
+    assert w[0].tolist() == pytest.approx([3.0, 1.0, 1.0, 1.0])  # e^2 capped; NaN and padding -> 1
+    assert stats["weight_max"].item() == pytest.approx(math.exp(2.0)) and stats["truncated_frac"].item() == 0.5
+    assert stats["gap_mean"].item() == pytest.approx(1.0) and stats["gap_max"].item() == pytest.approx(2.0)
+
+
+def test_is_weight_scales_the_surrogate_not_the_kl() -> None:
+    logp = torch.zeros(2, 3, requires_grad=True)
+    base = dict(logp_old=torch.zeros(2, 3), logp_ref=torch.full((2, 3), -0.5), advantages=torch.tensor([1.0, 0.5]),
+                mask=torch.ones(2, 3), pred=torch.zeros(2), target=torch.zeros(2), lambda_aux=0.0)
+    plain = obj.mcgrpo_loss(logp, **base)
+    weighted = obj.mcgrpo_loss(logp, **base, is_weight=torch.full((2, 3), 2.0))
+    assert weighted.policy.item() == pytest.approx(2 * plain.policy.item()) and plain.policy.item() != 0
+    assert weighted.kl.item() == pytest.approx(plain.kl.item())
+    (g_plain,) = torch.autograd.grad(plain.loss, logp)
+    (g_weighted,) = torch.autograd.grad(weighted.loss, logp)
+    kl_grad = torch.autograd.grad(0.01 * obj.kl_penalty(logp, base["logp_ref"], base["mask"]), logp)[0]
+    assert torch.allclose(g_weighted - kl_grad, 2 * (g_plain - kl_grad), atol=1e-6)

@@ -14,7 +14,7 @@ import torch
 
 from callbacks.evaluation import ComparisonGraphEvaluation
 from callbacks.rollout import RolloutCallback
-from lightning_modules import objectives
+from lightning_modules import objectives, training
 from lightning_modules import template as tpl
 from lightning_modules import versusq as vq
 from lightning_modules.checkpoints import upgrade_state_dict
@@ -93,7 +93,7 @@ def test_sft_step_uses_the_tested_loss_and_updates_trainable_parts_only(
     real = objectives.sft_loss
     monkeypatch.setattr(objectives, "sft_loss", lambda *a, **k: calls.append(k) or real(*a, **k))
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
-    opt = torch.optim.AdamW(m._param_groups(), weight_decay=0.0)
+    opt = torch.optim.AdamW(training.param_groups(m.model, m.hparams), weight_decay=0.0)
     out = m.sft_loss(make_pair_batch([(0, 1), (2, 3)], rationales=RATIONALES))
     assert len(calls) == 1 and out["loss"].item() == pytest.approx(out["ntp"] + 0.5 * out["reg_mse"])
     out["loss"].backward()

@@ -1,0 +1,270 @@
+"""Smoke test of the GPU path (issue 9) on one machine, offline: one line per check, then JSON.
+
+    python scripts/gpu_smoke.py                      # CUDA: random-init real-architecture Qwen3-VL, shrunk
+    python scripts/gpu_smoke.py --device cpu         # the same checks on the embedded tiny model (<= 3 min)
+
+Checks (a step whose package -- DeepSpeed, vLLM -- or device is missing says so and is skipped):
+
+1. ``sft_bf16_mixed``   one SFT step with the GPU configs' dtype (bf16 storage) and precision
+                        (bf16-mixed), lr 1e-5: share of language-model layer weights that moved.
+2. ``sft_zero2``        one SFT step under DeepSpeed ZeRO-2 (bf16, no autocast): weights moved;
+                        its checkpoint folder feeds check 4.
+3. ``sft_template``     a few SFT steps at a high lr teach the template: greedy answer is valid.
+4. ``handoff``          save -> ``init_from`` (file, and the ZeRO-2 folder when there is one): the
+                        MC-GRPO module starts from exactly the saved weights.
+5. ``mcgrpo_hf``        one MC-GRPO step with HF rollouts: format rate > 0, policy moved, tokens/s.
+6. ``mcgrpo_vllm``      one MC-GRPO step with the colocated vLLM engine: every rollout ends at the
+                        end token (or the budget), format rate > 0, no placeholder sampled, engine
+                        vs trainer log-prob gap and importance weights.
+7. ``predict``          pairs/s of ``predict_margin``; peak GPU memory in the summary.
+
+The CUDA model is the Qwen3-VL-4B-Instruct architecture (``--config-json``, default
+``../shared/reference/qwen3-vl-4b-instruct.config.json``: real widths, heads, M-RoPE sections and
+vocabulary size) with ``--layers`` text layers and vision blocks, random weights, the embedded tiny
+tokenizer/processor and the tiny SlowFast -- no download, nothing read from the hub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the checkout
+
+from lightning.pytorch import Trainer  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from callbacks.rollout import RolloutCallback  # noqa: E402
+from datamodules.pair_datasets import PairBatch  # noqa: E402
+from datamodules.video import Clip  # noqa: E402
+from lightning_modules import backbone as bb  # noqa: E402
+from lightning_modules.versusq import VersusQModule  # noqa: E402
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "qwen3-vl-4b-instruct.config.json"
+RATIONALE = "A is sharper; B shows blocking."
+
+
+def shrunk_real_backbone(config_json: Path, layers: int, **kwargs: Any) -> bb.Backbone:
+    """``load_backbone`` stand-in: the real architecture with ``layers`` text layers / vision blocks."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    processor = bb.build_tiny_processor()
+    raw = json.loads(config_json.read_text())
+    raw["text_config"]["num_hidden_layers"] = layers
+    raw["vision_config"].update(depth=layers, deepstack_visual_indexes=list(range(max(layers - 3, 0), layers)))
+    config = Qwen3VLConfig(**raw)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(kwargs.get("seed", 0))
+    model = Qwen3VLForConditionalGeneration(config).to(bb.DTYPES[kwargs.get("dtype", "bfloat16")])
+    token_ids = bb._add_versusq_tokens(model, processor)
+    model.requires_grad_(True)
+    model.model.visual.requires_grad_(False)
+    return bb.Backbone(model=model, processor=processor, source=f"shrunk:{config_json.name}:{layers}",
+                       token_ids=token_ids)
+
+
+def clip(i: int, motion_frames: int) -> Clip:
+    g = torch.Generator().manual_seed(i)
+    frames = (torch.rand(8, 3, 64, 64, generator=g) * 255).to(torch.uint8)
+    motion = (torch.rand(motion_frames, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    return Clip(f"v{i}.mp4", f"k{i}", frames, motion, 24.0, 48, 2.0, 64, 64, 0, False, "smoke")
+
+
+def pairs(n: int, motion_frames: int) -> PairBatch:
+    return PairBatch([clip(2 * i, motion_frames) for i in range(n)], [clip(2 * i + 1, motion_frames) for i in range(n)],
+                     torch.linspace(-1.0, 1.0, n), [RATIONALE] * n, ["smoke"] * n, torch.arange(n), torch.arange(n) + n)
+
+
+class Smoke:
+    """Runs the checks, prints one line each, collects the JSON summary."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.cuda = args, args.device == "cuda"
+        self.results: dict[str, dict[str, Any]] = {}
+        self.batch = pairs(2, args.motion_frames)
+        self.folder = Path(tempfile.mkdtemp(prefix="versusq-smoke-"))
+
+    def module(self, **kwargs: Any) -> VersusQModule:
+        settings = {"motion_frames": self.args.motion_frames, "head_hidden": 64, "dtype": "bfloat16",
+                    "max_new_tokens": self.args.max_new_tokens, "num_generations": 2, "lr_backbone": 1e-5,
+                    "lr_grpo": 1e-5, "warmup_steps": 0, "attn_implementation": None}
+        return VersusQModule(**{**settings, **kwargs})
+
+    def trainer(self, steps: int, **kwargs: Any) -> Trainer:
+        kwargs = {"accelerator": "gpu" if self.cuda else "cpu", "devices": 1, "precision": "bf16-mixed", **kwargs}
+        return Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False, default_root_dir=str(self.folder), **kwargs)
+
+    def fit(self, module: VersusQModule, steps: int, **trainer_kwargs: Any) -> tuple[Trainer, float]:
+        """``steps`` optimiser steps; returns the trainer and the moved share of LM layer weights."""
+        layers = {n: p.detach().float().cpu().clone() for n, p in module.named_parameters()
+                  if ".language_model.layers." in n}
+        trainer = self.trainer(steps, **trainer_kwargs)
+        trainer.fit(module, train_dataloaders=DataLoader([self.batch] * steps, batch_size=None, collate_fn=lambda b: b))
+        now = {n: p.detach().float().cpu() for n, p in module.named_parameters() if n in layers}
+        moved = sum(int((now[n] != before).sum()) for n, before in layers.items())
+        return trainer, moved / sum(t.numel() for t in layers.values())
+
+    def check(self, name: str, fn: Callable[[], dict[str, Any]], needs: tuple[str, ...] = ()) -> None:
+        missing = [p for p in needs if p != "cuda" and importlib.util.find_spec(p) is None]
+        reason = ("needs a CUDA GPU" if "cuda" in needs and not self.cuda else
+                  f"{missing[0]} not installed (pip install 'versusq[{missing[0]}]')" if missing else None)
+        start = time.perf_counter()
+        if reason:
+            result = {"status": "skip", "reason": reason}
+        else:
+            try:
+                result = {"status": "pass", **fn()}
+                if result.pop("ok", True) is False:
+                    result["status"] = "fail"
+            except Exception as error:  # one failing check must not hide the others
+                result = {"status": "fail", "error": f"{type(error).__name__}: {error}"}
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        self.results[name] = result
+        details = ", ".join(f"{k}={v}" for k, v in result.items() if k != "status")
+        print(f"{result['status'].upper():4s} {name}: {details}", flush=True)
+
+    # ------------------------------------------------------------------ checks
+    def sft_bf16_mixed(self) -> dict[str, Any]:
+        _, moved = self.fit(self.module(), 1)
+        return {"moved_lm_weights": round(moved, 3), "ok": moved >= 0.8}
+
+    def sft_zero2(self) -> dict[str, Any]:
+        module = self.module()
+        trainer, moved = self.fit(module, 1, strategy="deepspeed_stage_2")
+        self.zero2_ckpt = self.folder / "zero2.ckpt"
+        trainer.save_checkpoint(self.zero2_ckpt)
+        return {"moved_lm_weights": round(moved, 3), "checkpoint_folder": self.zero2_ckpt.is_dir(),
+                "ok": moved >= 0.8 and self.zero2_ckpt.is_dir()}
+
+    def sft_template(self) -> dict[str, Any]:
+        lr = self.args.teach_lr
+        self.sft = self.module(lr_backbone=lr, lr_projector=lr, lr_head=lr)
+        trainer, _ = self.fit(self.sft, self.args.teach_steps)
+        self.sft_ckpt = self.folder / "sft.ckpt"
+        trainer.save_checkpoint(self.sft_ckpt)
+        margins, texts = self.sft.predict_margin(self.batch)
+        valid = int(torch.isfinite(margins).sum())
+        return {"steps": self.args.teach_steps, "valid_greedy": f"{valid}/{len(margins)}", "ok": valid > 0,
+                "text": texts[0][:60]}
+
+    def handoff(self) -> dict[str, Any]:
+        sources = [self.sft_ckpt] + ([self.zero2_ckpt] if getattr(self, "zero2_ckpt", None) else [])
+        out = {}
+        for source in sources:
+            saved = torch.load(source / "checkpoint" / "mp_rank_00_model_states.pt", weights_only=False)["module"] \
+                if source.is_dir() else torch.load(source, weights_only=False)["state_dict"]
+            module = self.module(phase="mcgrpo", init_from=str(source))
+            state = module.state_dict()
+            same = all(torch.equal(state[k].float(), v.float()) for k, v in saved.items()) if not source.is_dir() else \
+                all(torch.allclose(state[k].float(), v.float(), atol=1e-2) for k, v in saved.items())
+            out[source.name] = same
+        self.grpo_init = str(self.sft_ckpt)
+        return {**out, "ok": all(out.values())}
+
+    def mcgrpo(self, callbacks: list[Any]) -> tuple[dict[str, Any], Trainer]:
+        module = self.module(phase="mcgrpo", init_from=self.grpo_init)
+        trainer, moved = self.fit(module, 1, callbacks=callbacks)
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        return {"moved_lm_weights": round(moved, 3), "format_rate": m["train/format_rate"],
+                "reward_mean": round(m["train/reward_mean"], 3),
+                "rollout_tokens_per_s": round(m["train/rollout_tokens_per_s"], 1)}, trainer
+
+    def mcgrpo_hf(self) -> dict[str, Any]:
+        result, _ = self.mcgrpo([RolloutCallback(engine="hf", temperature=self.args.temperature)])
+        return {**result, "ok": result["moved_lm_weights"] > 0.5 and result["format_rate"] > 0}
+
+    def mcgrpo_vllm(self) -> dict[str, Any]:
+        from callbacks import vllm_engine as ve
+
+        seen: list[Any] = []
+        real = ve.VLLMRollout.generate
+        ve.VLLMRollout.generate = lambda engine, *a: seen.append(real(engine, *a)) or seen[-1]  # type: ignore[method-assign]
+        vllm = {"gpu_memory_utilization": self.args.vllm_memory, "enable_sleep_mode": False, "max_model_len": 4096,
+                "llm_kwargs": {"enforce_eager": True}}
+        try:
+            result, trainer = self.mcgrpo([RolloutCallback(engine="vllm", temperature=self.args.temperature,
+                                                           vllm=vllm)])
+        finally:
+            ve.VLLMRollout.generate = real  # type: ignore[method-assign]
+        r, model = seen[0], trainer.lightning_module.model
+        lengths = r.response_mask.sum(1)
+        last = r.response_ids.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+        ended = bool(((torch.isin(last, torch.tensor(model.end_token_ids(), device=last.device)))
+                      | (lengths == self.args.max_new_tokens)).all())
+        m = trainer.callback_metrics
+        placeholders = bool(torch.isin(r.response_ids[r.response_mask], torch.tensor(model.never_generate,
+                                                                                   device=r.response_ids.device)).any())
+        return {**result, "all_end_at_end_token_or_budget": ended, "placeholder_sampled": placeholders,
+                "dropped": float(m["train/dropped_rollouts"]), "logprob_gap": round(float(m["train/engine_gap_mean"]), 4),
+                "is_weight_mean": round(float(m["train/engine_weight_mean"]), 3),
+                "ok": ended and not placeholders and result["format_rate"] > 0}
+
+    def predict(self) -> dict[str, Any]:
+        batch = pairs(8, self.args.motion_frames)
+        self.sft.predict_margin(pairs(1, self.args.motion_frames))  # warm-up
+        start = time.perf_counter()
+        margins, _ = self.sft.predict_margin(batch)
+        return {"pairs_per_s": round(len(margins) / (time.perf_counter() - start), 2)}
+
+    def run(self) -> dict[str, Any]:
+        self.check("sft_bf16_mixed", self.sft_bf16_mixed)
+        self.check("sft_zero2", self.sft_zero2, needs=("cuda", "deepspeed"))
+        self.check("sft_template", self.sft_template)
+        self.check("handoff", self.handoff)
+        self.check("mcgrpo_hf", self.mcgrpo_hf)
+        self.check("mcgrpo_vllm", self.mcgrpo_vllm, needs=("cuda", "vllm"))
+        self.check("predict", self.predict)
+        summary = {"device": self.args.device, "model": self.args.model_name, "checks": self.results,
+                   "passed": all(r["status"] != "fail" for r in self.results.values())}
+        if self.cuda:
+            summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return summary
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse, pick the model, run the checks, print and write the JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--config-json", type=Path, default=REFERENCE, help="Qwen3-VL config.json (CUDA model)")
+    parser.add_argument("--layers", type=int, default=4, help="text layers = vision blocks of the CUDA model")
+    parser.add_argument("--teach-steps", type=int, default=30)
+    parser.add_argument("--teach-lr", type=float, default=2e-3)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--temperature", type=float, default=0.2,
+                        help="rollout temperature of both engines (low: the briefly taught model keeps the format)")
+    parser.add_argument("--vllm-memory", type=float, default=0.2, help="vLLM gpu_memory_utilization")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON summary here")
+    args = parser.parse_args(argv)
+    args.motion_frames = 16
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA GPU visible (use --device cpu for the tiny model)")
+        if not args.config_json.is_file():
+            parser.error(f"--config-json {args.config_json} not found (the real Qwen3-VL-4B-Instruct config.json)")
+        bb.load_backbone = functools.partial(shrunk_real_backbone, args.config_json, args.layers)  # the seam
+        args.model_name = f"Qwen3-VL-4B architecture, {args.layers} layers, random init"
+    else:
+        args.model_name = "tiny (embedded)"
+    warnings.filterwarnings("ignore")
+    summary = Smoke(args).run()
+    text = json.dumps(summary, indent=1, default=str)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["passed"] else 1)

@@ -1,0 +1,36 @@
+"""setup.cfg's floors and extras agree with what the code checks and uses (issue 9, item 10)."""
+
+from __future__ import annotations
+
+import configparser
+from importlib.metadata import version
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from callbacks.vllm_engine import VLLM_REQUIREMENT
+from lightning_modules.checkpoints import _DEEPSPEED
+
+SETUP = configparser.ConfigParser()
+SETUP.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+
+
+def _requirements(section: str, key: str) -> dict[str, Requirement]:
+    lines = [x.strip() for x in SETUP[section][key].splitlines() if x.strip() and not x.strip().startswith("#")]
+    return {Requirement(x).name: Requirement(x) for x in lines}
+
+
+def test_extras_match_the_runtime_checks() -> None:
+    extras = SETUP["options.extras_require"]
+    assert _requirements("options.extras_require", "vllm")["vllm"] == Requirement(VLLM_REQUIREMENT)
+    assert str(_requirements("options.extras_require", "deepspeed")["deepspeed"]) == _DEEPSPEED.requirement
+    assert "vllm" in extras and "deepspeed" in extras
+
+
+def test_installed_versions_meet_the_floors() -> None:
+    """The floors are what the code needs (mm_encoder_outputs: transformers 5.18; peft's
+    trainable_token_indices: 0.15); the environment the tests run in must satisfy them."""
+    required = _requirements("options", "install_requires")
+    for name in ("torch", "transformers", "peft", "lightning", "tokenizers"):
+        assert required[name].specifier.contains(version(name).split("+")[0], prereleases=True), name
+    assert str(required["transformers"].specifier) == ">=5.18" and str(required["peft"].specifier) == ">=0.15"

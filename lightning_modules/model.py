@@ -241,10 +241,15 @@ class VersusQModel(nn.Module):
     def respond(self, batch: Any) -> tuple[torch.Tensor, list[str], torch.Tensor]:
         """Greedy (or ``temperature``) rationale -> ``<reg>`` -> head, or the parsed number (NTP).
 
+        Head readout: a response that breaks the template's validity rule (budget reached
+        without ``</think><answer>``, or ended early) is closed by :func:`template.force_close`,
+        the head is read on the closed response and the answer is flagged *forced*. NTP readout:
+        a response without a parsable number has nothing to read, so its value is NaN.
+
         Returns:
-            ``values (P,)`` float32 on the CPU, NaN where the response breaks the template's
-            validity rule; the rationale of each valid response (the raw text otherwise); and
-            the ``(P,)`` bool invalid mask. ``P`` = prompts of the batch (present clips only).
+            ``values (P,)`` float32 on the CPU; the rationale of each response (the raw text
+            where even the closed response does not parse); the ``(P,)`` bool forced flags.
+            ``P`` = prompts of the batch (present clips only).
         """
         inputs = self.build_prompt_inputs(batch)
         if not len(inputs):
@@ -254,13 +259,31 @@ class VersusQModel(nn.Module):
         mask = tpl.lengths_to_mask(tpl.response_lengths(ids, self.end_token_ids()), ids.shape[1])
         texts = tpl.decode_rows(self.tokenizer, ids, mask)
         parsed = [tpl.parse_response(t, self.readout, self.reasoning) for t in texts]
-        if self.readout == "head":
-            values = self.head(self.forward_responses(inputs, ids, mask)[1]).float().cpu()
-        else:
+        invalid = torch.tensor([not p.valid for p in parsed], dtype=torch.bool)
+        if self.readout == "ntp":
             values = torch.tensor([p.number for p in parsed], dtype=torch.float32)
-        bad = torch.tensor([not p.valid for p in parsed])
-        values[bad] = float("nan")
-        return values, [p.rationale if p.valid else t for p, t in zip(parsed, texts)], bad
+            values[invalid] = float("nan")
+            return values, [p.rationale if p.valid else t for p, t in zip(parsed, texts)], torch.zeros_like(invalid)
+        if invalid.any():
+            ids, mask = self._closed(ids, mask, invalid)
+            texts = tpl.decode_rows(self.tokenizer, ids, mask)
+            parsed = [tpl.parse_response(t, self.readout, self.reasoning) for t in texts]
+        values = self.head(self.forward_responses(inputs, ids, mask)[1]).float().cpu()
+        return values, [p.rationale if p.valid else t for p, t in zip(parsed, texts)], invalid
+
+    def _closed(self, ids: torch.Tensor, mask: torch.Tensor,
+                invalid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ids``/``mask`` with the ``invalid`` rows closed by :func:`template.force_close`."""
+        tid, end_ids = self.token_ids, self.end_token_ids()
+        rows = [row[m].tolist() for row, m in zip(ids.cpu(), mask.cpu())]
+        rows = [tpl.force_close(r, tid[tpl.THINK_END], tid[tpl.ANSWER], end_ids) if bad else r
+                for r, bad in zip(rows, invalid.tolist())]
+        width = max(len(r) for r in rows)
+        out = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        lengths = torch.tensor([len(r) for r in rows])
+        return out.to(ids.device), tpl.lengths_to_mask(lengths, width).to(ids.device)
 
     @torch.no_grad()
     def encode_videos(self, batch: Any) -> int:

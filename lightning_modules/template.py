@@ -218,6 +218,25 @@ def response_lengths(ids: torch.Tensor, end_ids: list[int], pad_id: int | None =
     return lengths
 
 
+def force_close(tokens: list[int], think_end: int, answer: int, end_ids: list[int]) -> list[int]:
+    """Close a head-readout response that did not end in ``</think><answer>``.
+
+    A trailing end token (``<answer>`` or ``<|im_end|>``) is dropped, ``</think>`` is added when
+    the think block was never closed, and ``<answer>`` ends the response, so ``<reg>`` follows as
+    for a valid one and the head can be read. The caller flags the comparison *forced*: it is
+    used, counted and reported, never silently passed off as a valid answer.
+
+    >>> force_close([1, 5, 5], think_end=2, answer=3, end_ids=[3, 9])  # budget reached
+    [1, 5, 5, 2, 3]
+    >>> force_close([1, 5, 9], think_end=2, answer=3, end_ids=[3, 9])  # ended without closing
+    [1, 5, 2, 3]
+    >>> force_close([1, 5, 2, 7, 9], think_end=2, answer=3, end_ids=[3, 9])  # no <answer>
+    [1, 5, 2, 7, 3]
+    """
+    body = tokens[:-1] if tokens and tokens[-1] in end_ids else list(tokens)
+    return body + ([] if think_end in body else [think_end]) + [answer]
+
+
 def lengths_to_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     """``(N,)`` lengths -> ``(N, width)`` bool mask of each row's first ``length`` positions.
 

@@ -140,7 +140,8 @@ class VersusQModule(LightningModule):
             training.enable_activation_checkpointing(parts.base_model)
         training.keep_trainable_fp32(self)  # `dtype` stores the frozen parts; see training.py
         self.reference = mcgrpo.ReferencePolicy(init_from)
-        self.parse_failures = 0
+        self.parse_failures = 0  # NTP readout: responses without a number (NaN answers)
+        self.forced_closes = 0  # head readout: responses closed by template.force_close
         self._digest: tuple[Any, str] | None = None
         self._loaded_from: str | None = None
         if init_from:
@@ -205,42 +206,49 @@ class VersusQModule(LightningModule):
         return identity
 
     # ------------------------------------------------------------------ inference
-    def _count_failures(self, n: int) -> None:
-        self.parse_failures += n
+    def _count(self, name: str, n: int) -> None:
+        """Add ``n`` to the ``parse_failures`` / ``forced_closes`` counter; log its running total."""
+        setattr(self, name, getattr(self, name) + n)
         if n and self._trainer is not None and not self._trainer.predicting:
-            # Lightning forbids self.log in predict; the evaluation callback reports failures there
-            self.log("parse_failures", float(self.parse_failures), reduce_fx="max")
+            # Lightning forbids self.log in predict; the evaluation callback reports them there
+            self.log(name, float(getattr(self, name)), reduce_fx="max")
 
-    def _respond(self, batch: Any) -> tuple[torch.Tensor, list[str]]:
-        values, texts, bad = self.model.respond(batch)
-        self._count_failures(int(bad.sum()))
-        return values, texts
+    def _respond(self, batch: Any) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        values, texts, forced = self.model.respond(batch)
+        self._count("parse_failures", int(values.isnan().sum()))
+        self._count("forced_closes", int(forced.sum()))
+        return values, texts, forced
 
     @torch.no_grad()
-    def predict_margin(self, batch: Any) -> tuple[torch.Tensor, list[str]]:
-        """Signed margins ``(B,)`` (NaN on a format failure) and rationales of a ``PairBatch``.
+    def predict_margin(self, batch: Any) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """Signed margins ``(B,)``, rationales and forced flags ``(B,)`` bool of a ``PairBatch``.
 
-        The pointwise-target ablation scores both videos with :meth:`predict_score` and
-        subtracts (``s_a - s_b``).
+        A forced answer's response did not end in ``</think><answer>`` and was closed
+        (:func:`template.force_close`) before the head was read; NaN only for the NTP readout
+        without a parsable number. The pointwise-target ablation scores both videos with
+        :meth:`predict_score` and subtracts (``s_a - s_b``); forced if either side was.
         """
         if self.hparams.target == "pointwise":
             b = len(batch.clips_a)
-            scores, texts = self._respond_clips(list(batch.clips_a) + list(batch.clips_b))
-            return scores[:b] - scores[b:], [f"A: {x} B: {y}" for x, y in zip(texts[:b], texts[b:])]
+            scores, texts, forced = self._respond_clips(list(batch.clips_a) + list(batch.clips_b))
+            return (scores[:b] - scores[b:], [f"A: {x} B: {y}" for x, y in zip(texts[:b], texts[b:])],
+                    forced[:b] | forced[b:])
         return self._respond(batch)
 
-    def _respond_clips(self, clips: list[Any]) -> tuple[torch.Tensor, list[str]]:
-        """Pointwise scores of ``clips`` (``None`` entries: NaN score, empty text)."""
-        values, texts = self._respond(_Clips(clips))
+    def _respond_clips(self, clips: list[Any]) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """Pointwise scores of ``clips`` (``None`` entries: NaN score, empty text, not forced)."""
+        values, texts, forced = self._respond(_Clips(clips))
         present = torch.tensor([c is not None for c in clips], dtype=torch.bool)
         scores = torch.full((len(clips),), float("nan"))
         scores[present] = values
+        flags = torch.zeros(len(clips), dtype=torch.bool)
+        flags[present] = forced
         it = iter(texts)
-        return scores, [next(it) if p else "" for p in present.tolist()]
+        return scores, [next(it) if p else "" for p in present.tolist()], flags
 
     @torch.no_grad()
-    def predict_score(self, batch: Any) -> tuple[torch.Tensor, list[str]]:
-        """Pointwise ablation: absolute score per video of a ``VideoBatch`` (NaN for ``None`` clips)."""
+    def predict_score(self, batch: Any) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """Pointwise ablation: score, rationale and forced flag per video of a ``VideoBatch``."""
         if hasattr(batch, "clips_a"):
             raise TypeError("predict_score takes a VideoBatch (clips), not a PairBatch")
         return self._respond_clips(list(batch.clips))

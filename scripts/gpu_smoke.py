@@ -154,7 +154,7 @@ class Smoke:
         trainer, _ = self.fit(self.sft, self.args.teach_steps)
         self.sft_ckpt = self.folder / "sft.ckpt"
         trainer.save_checkpoint(self.sft_ckpt)
-        margins, texts = self.sft.predict_margin(self.batch)
+        margins, texts, _ = self.sft.predict_margin(self.batch)
         valid = int(torch.isfinite(margins).sum())
         return {"steps": self.args.teach_steps, "valid_greedy": f"{valid}/{len(margins)}", "ok": valid > 0,
                 "text": texts[0][:60]}
@@ -215,7 +215,7 @@ class Smoke:
         batch = pairs(8, self.args.motion_frames)
         self.sft.predict_margin(pairs(1, self.args.motion_frames))  # warm-up
         start = time.perf_counter()
-        margins, _ = self.sft.predict_margin(batch)
+        margins, _, _ = self.sft.predict_margin(batch)
         return {"pairs_per_s": round(len(margins) / (time.perf_counter() - start), 2)}
 
     def run(self) -> dict[str, Any]:

@@ -105,22 +105,23 @@ def test_sft_step_uses_the_tested_loss_and_updates_trainable_parts_only(
     assert not any(n.startswith("model.motion_encoder.") or ".visual." in n for n in changed)
 
 
-def test_predict_margin_caches_encoders_and_counts_failures(module: VersusQModule, make_pair_batch: Any) -> None:
+def test_predict_margin_caches_encoders_and_counts_forced(module: VersusQModule, make_pair_batch: Any) -> None:
     batch = make_pair_batch([(10, 11), (12, 10)])
-    calls0, fails0 = module.model.encoder_calls, module.parse_failures
-    margins, rationales = module.predict_margin(batch)
-    assert margins.shape == (2,) and len(rationales) == 2
+    calls0, forced0 = module.model.encoder_calls, module.forced_closes
+    margins, rationales, forced = module.predict_margin(batch)
+    assert margins.shape == (2,) and len(rationales) == 2 and forced.dtype == torch.bool
     assert module.model.encoder_calls["vision"] - calls0["vision"] == 3  # clip 10 appears twice
     assert module.model.encoder_calls["motion"] - calls0["motion"] == 3
-    # the untrained model does not reach <answer> in 8 tokens: NaN, counted, never invented
-    assert module.parse_failures - fails0 == int(torch.isnan(margins).sum())
+    # the untrained model does not reach <answer> in 8 tokens: closed, read, flagged and counted
+    assert torch.isfinite(margins).all() and forced.all()
+    assert module.forced_closes - forced0 == 2
     after = module.model.encoder_calls
     module.predict_margin(batch)
     assert module.model.encoder_calls == after  # second call on the same clips: 0 encoder calls
 
 
-def test_validity_rule_decides_nan(module: VersusQModule, make_pair_batch: Any,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validity_rule_decides_forced(module: VersusQModule, make_pair_batch: Any,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     ids = module.model.token_ids
     think, think_end, answer, im_end = (ids[t] for t in (tpl.THINK, tpl.THINK_END, tpl.ANSWER, "<|im_end|>"))
     space = module.model.tokenizer(" ", add_special_tokens=False).input_ids[0]
@@ -128,8 +129,35 @@ def test_validity_rule_decides_nan(module: VersusQModule, make_pair_batch: Any,
                           [think, space, think_end, answer, 0],  # blank rationale: invalid
                           [think, 51, 52, think_end, im_end]])  # no <answer>: invalid
     monkeypatch.setattr(module.model, "generate_responses", lambda inputs, k=1, **kw: fixed)
-    margins, rationales = module.predict_margin(make_pair_batch([(0, 1), (2, 3), (4, 5)]))
-    assert torch.isfinite(margins).tolist() == [True, False, False] and len(rationales) == 3
+    seen: list[torch.Tensor] = []
+    forward = module.model.forward_responses
+
+    def spy(inputs: Any, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        seen.append(ids[mask.bool()].clone())
+        return forward(inputs, ids, mask)
+
+    monkeypatch.setattr(module.model, "forward_responses", spy)
+    margins, rationales, forced = module.predict_margin(make_pair_batch([(0, 1), (2, 3), (4, 5)]))
+    assert forced.tolist() == [False, True, True] and torch.isfinite(margins).all()
+    assert rationales[0] != "" and len(rationales) == 3
+    # the head reads each response closed: row 3 lost <|im_end|> and gained <answer>
+    kept = seen[0].tolist()
+    assert kept.count(answer) == 3 and im_end not in kept
+
+
+def test_ntp_readout_without_number_is_nan_not_forced(module: VersusQModule, make_pair_batch: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = module.model.token_ids
+    think, think_end, answer, answer_end = (ids[t] for t in (tpl.THINK, tpl.THINK_END, tpl.ANSWER, tpl.ANSWER_END))
+    digit = module.model.tokenizer("2", add_special_tokens=False).input_ids
+    fixed = torch.tensor([[think, 50, think_end, answer, *digit, answer_end],
+                          [think, 50, think_end, answer, 51, answer_end][: 4 + len(digit) + 1]])
+    monkeypatch.setattr(module.model, "generate_responses", lambda inputs, k=1, **kw: fixed)
+    monkeypatch.setattr(module.model, "readout", "ntp")
+    fails0 = module.parse_failures
+    margins, _, forced = module.predict_margin(make_pair_batch([(0, 1), (2, 3)]))
+    assert margins[0].item() == 2.0 and math.isnan(margins[1]) and not forced.any()
+    assert module.parse_failures - fails0 == 1
 
 
 def test_placeholders_are_never_generated(module: VersusQModule, make_pair_batch: Any) -> None:
@@ -149,8 +177,8 @@ def test_placeholders_are_never_generated(module: VersusQModule, make_pair_batch
 
 def test_predict_score_skips_missing_clips(module: VersusQModule, make_video_batch: Any) -> None:
     batch = make_video_batch([20, None], mos=[3.0, math.nan])
-    scores, texts = module.predict_score(batch)
-    assert scores.shape == (2,) and math.isnan(scores[1]) and texts[1] == ""
+    scores, texts, forced = module.predict_score(batch)
+    assert scores.shape == (2,) and math.isnan(scores[1]) and texts[1] == "" and not forced[1]
     assert module.encode_videos(batch) == 0  # already cached by predict_score
 
 

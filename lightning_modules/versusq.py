@@ -78,6 +78,11 @@ class VersusQModule(LightningModule):
             gradient accumulation is derived from it (``training.set_accumulation``). ``None``
             keeps ``trainer.accumulate_grad_batches``.
         activation_checkpointing: recompute the VLM's layer activations in backward (GPU memory).
+        val_comparisons_per_video: at each validation during ``fit``, rank the ``val_sets`` from
+            the model's OWN generations with this many comparisons per video and log
+            ``val/<set>/lsq_srcc`` (a learning check a teacher-forced loss cannot give: a
+            rationale fed in names the answer); 0 turns it off. Adds a val-only
+            ``ComparisonGraphEvaluation`` when none is configured.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class VersusQModule(LightningModule):
         tis_cap: float = 3.0,
         global_batch_size: int | None = None,
         activation_checkpointing: bool = False,
+        val_comparisons_per_video: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value, allowed in (("phase", phase, PHASES), ("target", target, tpl.TARGETS),
@@ -338,7 +344,8 @@ class VersusQModule(LightningModule):
         """The callbacks a stage cannot do without, when the trainer has none of their type.
 
         ``test`` / ``predict`` always make comparisons (a default ``ComparisonGraphEvaluation``;
-        YAML files only tune it) and MC-GRPO always has a rollout engine (HF by default).
+        YAML files only tune it), ``fit`` does when ``val_comparisons_per_video > 0`` (the
+        learning check) and MC-GRPO always has a rollout engine (HF by default).
         Lightning *replaces* trainer callbacks of a returned type, so one is returned only when
         none is configured.
         """
@@ -348,6 +355,12 @@ class VersusQModule(LightningModule):
         wanted: list[Callback] = []
         if stage in ("test", "predict") and not issubclass_any(have, ComparisonGraphEvaluation):
             wanted.append(ComparisonGraphEvaluation())
+        per_video = self.hparams.val_comparisons_per_video
+        if stage == "fit" and per_video > 0 and not issubclass_any(have, ComparisonGraphEvaluation):
+            # the fit-time learning check: a few generated comparisons, LSQ only, no extras
+            wanted.append(ComparisonGraphEvaluation(
+                budget_per_item=per_video, aggregators=("lsq",), antisymmetry_pairs=0, stages=("val",),
+                convergence_steps=0, num_rationales=2, progress=False))
         if stage == "fit" and self.hparams.phase == "mcgrpo" and not issubclass_any(have, RolloutCallback):
             wanted.append(RolloutCallback())
         return wanted

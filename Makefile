@@ -9,7 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= outputs/demo
 
-.PHONY: install test test-all demo bench lint clean
+.PHONY: install test test-all demo bench lint format format-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# The formatter, with the line length and excludes of pyproject.toml's [tool.ruff].
+format: $(STAMP)
+	$(PY) -m ruff format .
+
+format-check: $(STAMP)
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) outputs lightning_logs *.egg-info

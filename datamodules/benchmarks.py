@@ -123,10 +123,24 @@ def _float(text: str | None, path: Path, line: int, column: str) -> float:
     return value
 
 
+def missing_labels_hint(path: Path) -> str:
+    """What makes a missing label file: the synthetic generator for a synthetic set, else nothing.
+
+    >>> missing_labels_hint(Path("data/synthetic/labels.csv"))
+    '; the synthetic benchmark is generated: python -m datamodules.synthetic --out data/synthetic --seed 0 (make demo runs it)'
+    >>> missing_labels_hint(Path("lsvq/labels_test.csv"))
+    ''
+    """
+    if "synthetic" not in Path(path).parent.name:
+        return ""
+    return (f"; the synthetic benchmark is generated: python -m datamodules.synthetic --out "
+            f"{Path(path).parent.as_posix()} --seed 0 (make demo runs it)")
+
+
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and non-empty rows (with their line numbers) of a comma-separated file."""
     if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
+        raise FileNotFoundError(f"label file not found: {path}{missing_labels_hint(path)}")
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames:
@@ -284,7 +298,7 @@ def _named(name: str, label_file: str | None, split: str | None) -> VideoTable:
     bundled, bundled_split = _BUNDLED[name]
     path = Path(label_file) if label_file is not None else LABELS_DIR / bundled
     if not path.is_file():
-        raise FileNotFoundError(f"label file for {name!r} not found: {path}")
+        raise FileNotFoundError(f"label file for {name!r} not found: {path}{missing_labels_hint(path)}")
     parsed = read_verbatim(name, path)
     if parsed is None:  # normalised video,mos[,split] list
         with open(path, newline="", encoding="utf-8-sig") as fh:

@@ -206,3 +206,13 @@ def test_label_modules_import_in_one_direction_only() -> None:
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m and m.startswith("datamodules.") for m in imported), imported
     assert benchmarks.LabelFormatError is formats.LabelFormatError
+
+
+def test_missing_synthetic_labels_name_the_command_that_makes_them(tmp_path: Path) -> None:
+    from datamodules.benchmarks import read_benchmark
+
+    with pytest.raises(FileNotFoundError, match=r"python -m datamodules\.synthetic --out .*synthetic --seed 0"):
+        read_benchmark("csv", label_file=str(tmp_path / "synthetic" / "labels.csv"))
+    with pytest.raises(FileNotFoundError) as info:  # other lists: no generator to suggest
+        read_benchmark("csv", label_file=str(tmp_path / "lsvq" / "labels.csv"))
+    assert "datamodules.synthetic" not in str(info.value)

@@ -65,9 +65,12 @@ def _downscale(clip: FloatArray, s: float, rng: np.random.Generator) -> FloatArr
     factor = 1.3 + 3.7 * s
     height, width = clip.shape[1:3]
     small_h, small_w = max(2, round(height / factor)), max(2, round(width / factor))
-    rows = _resize_matrix(small_h, height) @ _resize_matrix(height, small_h)  # (H, H)
-    cols = _resize_matrix(small_w, width) @ _resize_matrix(width, small_w)  # (W, W)
-    return np.einsum("ah,thwc,bw->tabc", rows, clip, cols, optimize=True)
+    rows = _resize_matrix(small_h, height).astype(np.float64) @ _resize_matrix(height, small_h)  # (H, H)
+    cols = _resize_matrix(small_w, width).astype(np.float64) @ _resize_matrix(width, small_w)  # (W, W)
+    # float64: BLAS sums in a thread-count-dependent order, and float32 rounding differences then
+    # flip uint8 pixels between a 1-worker and a pooled run of the same seed
+    out = np.einsum("ah,thwc,bw->tabc", rows, clip.astype(np.float64), cols, optimize=True)
+    return out.astype(np.float32)
 
 
 def _stutter(clip: FloatArray, s: float, rng: np.random.Generator) -> FloatArray:

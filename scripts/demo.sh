@@ -3,44 +3,69 @@
 #   1. generate the synthetic benchmark (real mp4s with real codec artefacts, known quality)
 #   2. SFT the tiny Qwen3-VL-architecture model (+ tiny SlowFast)   -> run.py fit  (sft)
 #   3. MC-GRPO from the SFT checkpoint                              -> run.py fit  (mcgrpo)
-#   4. evaluate: in-domain + out-of-domain tables, LSQ / Elo / win-rate -> run.py test
-#   5. rank a folder of unseen (out-of-domain) videos                -> run.py predict
+#   4. evaluate both checkpoints: in-domain + out-of-domain tables, LSQ / Elo / win-rate / BT
+#      from the model's own generated comparisons                   -> run.py test (x2)
+#   5. rank a folder of real videos (the six clips in ../shared/data/videos when present, else
+#      the synthetic ood_calibration clips) plus a corrupt file     -> run.py predict
+#   6. summary: SFT vs MC-GRPO side by side, stage wall times -> benchmarks/results/demo.json
 # Every step is a plain command a user can run on its own.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${DEMO_DIR:-outputs/demo}
 DATA=${DEMO_DATA:-data/synthetic}
 SEED=${DEMO_SEED:-0}
+REAL=${DEMO_REAL_VIDEOS:-../shared/data/videos}
+RESULTS=${DEMO_RESULTS:-benchmarks/results/demo.json}
 TINY="--config conf/tiny.yaml"  # conf/base.yaml + conf/model.yaml are loaded by default
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-start=$(date +%s)
+TIMES=()
+t0=$(date +%s); last=$t0
+lap() { local now; now=$(date +%s); TIMES+=("$1=$((now - last))"); last=$now; }
+logger() { echo "--trainer.logger.init_args.save_dir $OUT --trainer.logger.init_args.name $1 --trainer.logger.init_args.version 0"; }
 
-log "1/5 synthetic benchmark -> $DATA"
+log "1/6 synthetic benchmark -> $DATA"
 $PY -m datamodules.synthetic --out "$DATA" --seed "$SEED"
+lap synthetic
 
-log "2/5 SFT (tiny model, CPU)"
-$PY run.py fit --config conf/sft.yaml $TINY \
-  --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.name sft \
-  --trainer.logger.init_args.version 0
+log "2/6 SFT (tiny model, CPU)"
+# shellcheck disable=SC2046
+$PY run.py fit --config conf/sft.yaml $TINY $(logger sft)
 SFT_CKPT="$OUT/sft/version_0/checkpoints/last.ckpt"
+lap sft
 
-log "3/5 MC-GRPO from $SFT_CKPT"
-$PY run.py fit --config conf/mcgrpo.yaml $TINY --model.init_args.init_from "$SFT_CKPT" \
-  --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.name mcgrpo \
-  --trainer.logger.init_args.version 0 --trainer.max_steps "${DEMO_GRPO_STEPS:-60}"
+log "3/6 MC-GRPO from $SFT_CKPT"
+# shellcheck disable=SC2046
+$PY run.py fit --config conf/mcgrpo.yaml $TINY --model.init_args.init_from "$SFT_CKPT" $(logger mcgrpo) \
+  --trainer.max_steps "${DEMO_GRPO_STEPS:-60}"
 GRPO_CKPT="$OUT/mcgrpo/version_0/checkpoints/last.ckpt"
+lap mcgrpo
 
-log "4/5 test: comparison graph (5N) -> LSQ / Elo / win-rate / Bradley-Terry"
-$PY run.py test --config conf/eval.yaml $TINY --ckpt_path "$GRPO_CKPT" \
-  --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.name test \
-  --trainer.logger.init_args.version 0
+log "4/6 test: comparison graph (5N) -> LSQ / Elo / win-rate / Bradley-Terry, MC-GRPO then SFT"
+# shellcheck disable=SC2046
+$PY run.py test --config conf/eval.yaml $TINY --ckpt_path "$GRPO_CKPT" $(logger test)
+lap test_mcgrpo
+# shellcheck disable=SC2046
+$PY run.py test --config conf/eval.yaml $TINY --ckpt_path "$SFT_CKPT" $(logger sft_test)
+lap test_sft
 
-log "5/5 predict: leaderboard for the out-of-domain folder $DATA/ood_calibration"
+FOLDER="$OUT/predict_videos"
+rm -rf "$FOLDER" && mkdir -p "$FOLDER"
+if [ -d "$REAL" ] && ls "$REAL"/*.mp4 >/dev/null 2>&1; then
+  SRC="$REAL"; cp "$REAL"/*.mp4 "$FOLDER"/
+else
+  SRC="$DATA/ood_calibration (no $REAL here)"; cp "$DATA"/ood_calibration/*.mp4 "$FOLDER"/
+fi
+printf 'not a video: the corrupt file predict must list, not crash on\n' > "$FOLDER/corrupt.mp4"
+log "5/6 predict: leaderboard for $SRC + corrupt.mp4"
 $PY run.py predict --config conf/predict.yaml $TINY --ckpt_path "$GRPO_CKPT" \
-  --data.init_args.videos "$DATA/ood_calibration" --trainer.default_root_dir "$OUT/predict"
+  --data.init_args.videos "$FOLDER" --trainer.default_root_dir "$OUT/predict"
+lap predict
 
-end=$(date +%s)
-log "done in $((end - start)) s"
+log "6/6 summary (SFT vs MC-GRPO) -> $RESULTS"
+$PY scripts/demo_summary.py --sft "$OUT/sft_test/version_0/eval/results.csv" \
+  --mcgrpo "$OUT/test/version_0/eval/results.csv" --times "${TIMES[@]}" --out "$RESULTS"
+
+log "done in $(( $(date +%s) - t0 )) s"
 echo "TensorBoard logs : tensorboard --logdir $OUT"
-echo "tables           : $OUT/test/version_0/eval/"
-echo "leaderboard      : $OUT/predict/leaderboard.csv (+ comparisons.jsonl)"
+echo "tables           : $OUT/test/version_0/eval/ (MC-GRPO), $OUT/sft_test/version_0/eval/ (SFT)"
+echo "leaderboard      : $OUT/predict/leaderboard.csv (+ comparisons.jsonl, bad_videos.csv)"

@@ -6,7 +6,9 @@
 vLLM pins torch/transformers releases this environment does not use, so the CPU tests cannot import
 it; ``tests/callbacks/test_vllm_engine.py`` checks its stand-in engine, the ``SamplingParams`` and
 ``LLM`` keywords and the output fields against this snapshot instead (fields of ``SamplingParams``,
-``EngineArgs``, ``CompletionOutput``, ``Logprob``; parameters of the ``LLM`` methods called).
+``EngineArgs``, ``CompletionOutput``, ``Logprob``; parameters of the ``LLM`` methods called), and
+``tests/test_setup.py`` checks that the ``[vllm]`` extra resolves against the wheel's pins
+(``requires``: Requires-Python and the torch / torchvision / transformers / tokenizers pins).
 """
 
 from __future__ import annotations
@@ -18,6 +20,23 @@ from pathlib import Path
 from typing import Any
 
 LLM_METHODS = ("__init__", "generate", "apply_model", "sleep", "wake_up", "reset_prefix_cache")
+PINNED = ("torch", "torchvision", "transformers", "tokenizers")
+
+
+def requires(root: Path) -> dict[str, str]:
+    """Requires-Python and the :data:`PINNED` requirements of the wheel's METADATA (no extras)."""
+    meta = next(root.parent.glob("vllm-*.dist-info")) / "METADATA"
+    out = {}
+    for line in meta.read_text().splitlines():
+        key, _, value = line.partition(": ")
+        if key == "Requires-Python":
+            out["python"] = value
+        elif key == "Requires-Dist" and "extra ==" not in value:
+            name = value.split(";")[0].strip()
+            base = name.split("<")[0].split(">")[0].split("=")[0].split("!")[0].strip()
+            if base in PINNED:
+                out[base] = name[len(base):].strip()
+    return out
 
 
 def _class(root: Path, path: str, name: str) -> ast.ClassDef:
@@ -43,6 +62,7 @@ def snapshot(root: Path) -> dict[str, Any]:
     """The API record of the vLLM source tree at ``root`` (the ``vllm`` package folder)."""
     return {
         "source": f"{root} read with ast by scripts/vllm_api_snapshot.py",
+        "requires": requires(root),
         "SamplingParams": fields(root, "sampling_params.py", "SamplingParams"),
         "EngineArgs": fields(root, "engine/arg_utils.py", "EngineArgs"),
         "CompletionOutput": fields(root, "outputs.py", "CompletionOutput"),

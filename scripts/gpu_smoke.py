@@ -28,7 +28,8 @@ Models: ``--arch real`` (the default on CUDA) is the architecture of ``--config-
 ``../shared/reference/qwen3-vl-4b-instruct.config.json``: real widths, heads, M-RoPE sections,
 vocabulary size) with ``--layers`` text layers and vision blocks and random weights, with the
 embedded tokenizer/processor (its special-token ids written into the config) -- no download;
-``--backbone`` loads real weights instead; the motion encoder is always the tiny SlowFast. Each
+``--backbone`` loads real weights instead; the motion encoder is always the tiny SlowFast;
+activation checkpointing is on, as in the GPU overlays. Each
 check reports its seconds and, on CUDA, its peak PyTorch memory (vLLM allocates outside PyTorch:
 the summary also gives the device's used memory at the end). vLLM runs with conf/gpu/vllm.yaml's
 engine settings (``--vllm-memory`` replaces the memory share).
@@ -137,7 +138,8 @@ class Smoke:
     def module(self, **kwargs: Any) -> VersusQModule:
         settings = {"motion_frames": self.args.motion_frames, "head_hidden": 64, "dtype": "bfloat16",
                     "max_new_tokens": self.args.max_new_tokens, "num_generations": 2, "lr_backbone": 1e-5,
-                    "lr_grpo": 1e-5, "warmup_steps": 0, "attn_implementation": None, **self.args.settings}
+                    "lr_grpo": 1e-5, "warmup_steps": 0, "attn_implementation": None,
+                    "activation_checkpointing": True, **self.args.settings}  # on in the GPU overlays
         return VersusQModule(**{**settings, **kwargs})
 
     def trainer(self, steps: int, **kwargs: Any) -> Trainer:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["ranking_bench.py", "decode_bench.py", "train_bench.py", "grpo_bench.py"]
+BENCHES = ["ranking_bench.py", "decode_bench.py", "train_bench.py", "grpo_bench.py", "gpu_path_bench.py"]
 
 
 def main(argv: list[str]) -> int:

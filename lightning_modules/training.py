@@ -15,6 +15,8 @@ converted the module).
 * **Global batch** (item 4). ``global_batch_size`` is the one batch setting: the gradient
   accumulation is derived from it, the world size and the per-device batch, so stacking a
   multi-GPU overlay keeps the paper's batch.
+  Under DeepSpeed the loss is divided by the accumulation twice (Lightning's closure and
+  ``DeepSpeedEngine.backward``); :func:`deepspeed_loss_factor` undoes the second division.
 * **Activation checkpointing** (item 8): a config switch, on in the GPU overlays.
 * **Optimiser groups and schedule**: backbone / projector / head learning rates, warm-up + cosine.
 """
@@ -107,6 +109,25 @@ def set_accumulation(trainer: Any, global_batch: int, manual: bool) -> None:
                          f"{global_batch} needs {acc} accumulation steps at world size {trainer.world_size}; "
                          f"set data.batch_size to {global_batch // trainer.world_size}")
     trainer.accumulate_grad_batches = acc
+
+
+def deepspeed_loss_factor(trainer: Any, automatic: bool) -> int:
+    """Factor on the training-step loss that makes DeepSpeed's gradients the non-DeepSpeed ones.
+
+    Lightning divides the returned loss by ``accumulate_grad_batches`` (automatic optimisation),
+    and ``DeepSpeedEngine.backward`` divides it again by its ``gradient_accumulation_steps`` (its
+    default ``scale_wrt_gas=True``; Lightning copies the same number into the DeepSpeed config).
+    The accumulated gradient would be ``acc`` times smaller than without DeepSpeed, so
+    ``gradient_clip_val`` (DeepSpeed's ``gradient_clipping``) would clip ``acc`` times later --
+    8x for SFT's global batch of 8 on one GPU. Manual optimisation never accumulates (factor 1).
+
+    >>> from types import SimpleNamespace
+    >>> deepspeed_loss_factor(SimpleNamespace(strategy=object(), accumulate_grad_batches=8), True)
+    1
+    """
+    if not automatic or not uses_deepspeed(trainer):
+        return 1
+    return int(trainer.accumulate_grad_batches)
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:

@@ -282,10 +282,11 @@ class VersusQModule(LightningModule):
         return engine
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Dispatch on ``phase``."""
-        if self.hparams.phase == "sft":
-            return self._sft_step(batch)
-        return mcgrpo.mcgrpo_step(self, batch)
+        """Dispatch on ``phase`` (loss rescaled under DeepSpeed: ``training.deepspeed_loss_factor``)."""
+        loss = self._sft_step(batch) if self.hparams.phase == "sft" else mcgrpo.mcgrpo_step(self, batch)
+        if self._trainer is None:  # called directly (tests)
+            return loss
+        return loss * training.deepspeed_loss_factor(self._trainer, self.automatic_optimization)
 
     def _targets(self, batch: Any) -> tuple[torch.Tensor, list[str]]:
         """Regression targets (margin m*, or MOS for the pointwise ablation) and rationales."""

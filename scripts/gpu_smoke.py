@@ -1,14 +1,20 @@
 """Smoke test of the GPU path (issue 9) on one machine, offline: one line per check, then JSON.
 
-    python scripts/gpu_smoke.py                      # CUDA: random-init real-architecture Qwen3-VL, shrunk
+    python scripts/gpu_smoke.py                      # CUDA: random-init Qwen3-VL-4B architecture, 4 layers
+    python scripts/gpu_smoke.py --backbone /models/Qwen3-VL-4B-Instruct   # CUDA, the real weights
     python scripts/gpu_smoke.py --device cpu         # the same checks on the embedded tiny model (<= 3 min)
+
+Prints ``PASS|FAIL|SKIP <check>: key=value, ...`` per check as it finishes, then the JSON summary
+(also written to ``--out``); exits 1 when any check failed (a skip is not a failure), 2 on bad
+arguments.
 
 Checks (a step whose package -- DeepSpeed, vLLM -- or device is missing says so and is skipped):
 
 1. ``sft_bf16_mixed``   one SFT step with the GPU configs' dtype (bf16 storage) and precision
                         (bf16-mixed), lr 1e-5: share of language-model layer weights that moved.
-2. ``sft_zero2``        one SFT step under DeepSpeed ZeRO-2 (bf16, no autocast): weights moved;
-                        its checkpoint folder feeds check 4.
+2. ``sft_zero2``        one SFT step under DeepSpeed ZeRO-2 (bf16, no autocast): share of the
+                        float32 masters that moved (read from the checkpoint folder consolidated by
+                        DeepSpeed's zero_to_fp32); the folder feeds check 4.
 3. ``sft_template``     a few SFT steps at a high lr teach the template: greedy answer is valid.
 4. ``handoff``          save -> ``init_from`` (file, and the ZeRO-2 folder when there is one): the
                         MC-GRPO module starts from exactly the saved weights.
@@ -18,16 +24,22 @@ Checks (a step whose package -- DeepSpeed, vLLM -- or device is missing says so 
                         vs trainer log-prob gap and importance weights.
 7. ``predict``          pairs/s of ``predict_margin``; peak GPU memory in the summary.
 
-The CUDA model is the Qwen3-VL-4B-Instruct architecture (``--config-json``, default
-``../shared/reference/qwen3-vl-4b-instruct.config.json``: real widths, heads, M-RoPE sections and
-vocabulary size) with ``--layers`` text layers and vision blocks, random weights, the embedded tiny
-tokenizer/processor and the tiny SlowFast -- no download, nothing read from the hub.
+Models: ``--arch real`` (the default on CUDA) is the architecture of ``--config-json`` (default
+``../shared/reference/qwen3-vl-4b-instruct.config.json``: real widths, heads, M-RoPE sections,
+vocabulary size) with ``--layers`` text layers and vision blocks and random weights, with the
+embedded tokenizer/processor (its special-token ids written into the config) -- no download;
+``--backbone`` loads real weights instead; the motion encoder is always the tiny SlowFast;
+activation checkpointing is on, as in the GPU overlays. Each
+check reports its seconds and, on CUDA, its peak PyTorch memory (vLLM allocates outside PyTorch:
+the summary also gives the device's used memory at the end). vLLM runs with conf/gpu/vllm.yaml's
+engine settings (``--vllm-memory`` replaces the memory share).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import importlib.util
 import json
 import sys
@@ -53,23 +65,51 @@ from lightning_modules.versusq import VersusQModule  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "qwen3-vl-4b-instruct.config.json"
 RATIONALE = "A is sharper; B shows blocking."
+LM_LAYERS = ".language_model.layers."
+VLLM_YAML = Path(__file__).resolve().parents[1] / "conf" / "gpu" / "vllm.yaml"
 
 
-def shrunk_real_backbone(config_json: Path, layers: int, **kwargs: Any) -> bb.Backbone:
-    """``load_backbone`` stand-in: the real architecture with ``layers`` text layers / vision blocks."""
+def vllm_settings(memory: float, max_model_len: int) -> dict[str, Any]:
+    """The engine settings of conf/gpu/vllm.yaml (what a researcher runs), with the smoke's memory
+    share and context length."""
+    import yaml
+
+    callbacks = yaml.safe_load(VLLM_YAML.read_text())["trainer"]["callbacks+"]
+    settings = next(c["init_args"]["vllm"] for c in callbacks if c["init_args"].get("engine") == "vllm")
+    return {**settings, "gpu_memory_utilization": memory, "max_model_len": max_model_len}
+
+
+def shrunk_real_backbone(config_json: Path, layers: int, name: str = "tiny", lora: dict[str, Any] | None = None,
+                         attn_implementation: str | None = None, dtype: str = "bfloat16", freeze_vision: bool = True,
+                         seed: int = 0) -> bb.Backbone:
+    """``load_backbone`` stand-in (same arguments after the first two; ``name`` is ignored): the
+    architecture of ``config_json`` with ``layers`` text layers / vision blocks, random weights.
+
+    Real widths, heads, M-RoPE sections and vocabulary size; the special-token ids of the config
+    are the embedded tokenizer's (the model finds video placeholders by ``config.video_token_id``:
+    the hub ids 151652-151656 would match no token of that tokenizer and every forward would fail).
+    """
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     processor = bb.build_tiny_processor()
+    ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in bb.QWEN_TOKENS}
     raw = json.loads(config_json.read_text())
+    raw.update(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+               vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    raw["text_config"].update(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                              pad_token_id=ids["<|endoftext|>"])
     raw["text_config"]["num_hidden_layers"] = layers
     raw["vision_config"].update(depth=layers, deepstack_visual_indexes=list(range(max(layers - 3, 0), layers)))
     config = Qwen3VLConfig(**raw)
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(kwargs.get("seed", 0))
-    model = Qwen3VLForConditionalGeneration(config).to(bb.DTYPES[kwargs.get("dtype", "bfloat16")])
+    config._attn_implementation = attn_implementation or "sdpa"
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).to(bb.DTYPES[dtype])
     token_ids = bb._add_versusq_tokens(model, processor)
     model.requires_grad_(True)
-    model.model.visual.requires_grad_(False)
+    if freeze_vision:
+        model.model.visual.requires_grad_(False)
+    if lora:
+        model = bb.apply_lora(model, lora, [token_ids[t] for t in bb.TRAINED_TOKEN_ROWS])
     return bb.Backbone(model=model, processor=processor, source=f"shrunk:{config_json.name}:{layers}",
                        token_ids=token_ids)
 
@@ -98,7 +138,8 @@ class Smoke:
     def module(self, **kwargs: Any) -> VersusQModule:
         settings = {"motion_frames": self.args.motion_frames, "head_hidden": 64, "dtype": "bfloat16",
                     "max_new_tokens": self.args.max_new_tokens, "num_generations": 2, "lr_backbone": 1e-5,
-                    "lr_grpo": 1e-5, "warmup_steps": 0, "attn_implementation": None}
+                    "lr_grpo": 1e-5, "warmup_steps": 0, "attn_implementation": None,
+                    "activation_checkpointing": True, **self.args.settings}  # on in the GPU overlays
         return VersusQModule(**{**settings, **kwargs})
 
     def trainer(self, steps: int, **kwargs: Any) -> Trainer:
@@ -108,8 +149,7 @@ class Smoke:
 
     def fit(self, module: VersusQModule, steps: int, **trainer_kwargs: Any) -> tuple[Trainer, float]:
         """``steps`` optimiser steps; returns the trainer and the moved share of LM layer weights."""
-        layers = {n: p.detach().float().cpu().clone() for n, p in module.named_parameters()
-                  if ".language_model.layers." in n}
+        layers = {n: p.detach().float().cpu().clone() for n, p in module.named_parameters() if LM_LAYERS in n}
         trainer = self.trainer(steps, **trainer_kwargs)
         trainer.fit(module, train_dataloaders=DataLoader([self.batch] * steps, batch_size=None, collate_fn=lambda b: b))
         now = {n: p.detach().float().cpu() for n, p in module.named_parameters() if n in layers}
@@ -121,6 +161,8 @@ class Smoke:
         reason = ("needs a CUDA GPU" if "cuda" in needs and not self.cuda else
                   f"{missing[0]} not installed (pip install 'versusq[{missing[0]}]')" if missing else None)
         start = time.perf_counter()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
         if reason:
             result = {"status": "skip", "reason": reason}
         else:
@@ -131,6 +173,10 @@ class Smoke:
             except Exception as error:  # one failing check must not hide the others
                 result = {"status": "fail", "error": f"{type(error).__name__}: {error}"}
         result["seconds"] = round(time.perf_counter() - start, 1)
+        gc.collect()  # the check's modules, trainers and optimizer states (real widths: GBs)
+        if self.cuda and reason is None:
+            result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            torch.cuda.empty_cache()
         self.results[name] = result
         details = ", ".join(f"{k}={v}" for k, v in result.items() if k != "status")
         print(f"{result['status'].upper():4s} {name}: {details}", flush=True)
@@ -141,21 +187,29 @@ class Smoke:
         return {"moved_lm_weights": round(moved, 3), "ok": moved >= 0.8}
 
     def sft_zero2(self) -> dict[str, Any]:
+        """ZeRO-2 keeps the float32 masters in its optimizer and refreshes bf16 copies of them in
+        the module: one lr-1e-5 step moves the masters but rounds away in most bf16 copies, so the
+        moved share is read from the checkpoint consolidated from the ZeRO shards (item 3's path)."""
+        from lightning_modules.checkpoints import load_state_dict
+
         module = self.module()
-        trainer, moved = self.fit(module, 1, strategy="deepspeed_stage_2")
+        before = {n: p.detach().float().cpu().clone() for n, p in module.named_parameters() if LM_LAYERS in n}
+        trainer, moved_bf16 = self.fit(module, 1, strategy="deepspeed_stage_2")
         self.zero2_ckpt = self.folder / "zero2.ckpt"
         trainer.save_checkpoint(self.zero2_ckpt)
-        return {"moved_lm_weights": round(moved, 3), "checkpoint_folder": self.zero2_ckpt.is_dir(),
-                "ok": moved >= 0.8 and self.zero2_ckpt.is_dir()}
+        masters = load_state_dict(self.zero2_ckpt)  # consolidated float32 (DeepSpeed's zero_to_fp32)
+        moved = sum(int((masters[n].float() != t).sum()) for n, t in before.items()) / sum(t.numel() for t in before.values())
+        return {"moved_lm_weights": round(moved, 3), "moved_bf16_copies": round(moved_bf16, 3),
+                "checkpoint_folder": self.zero2_ckpt.is_dir(), "ok": moved >= 0.8 and self.zero2_ckpt.is_dir()}
 
     def sft_template(self) -> dict[str, Any]:
         lr = self.args.teach_lr
-        self.sft = self.module(lr_backbone=lr, lr_projector=lr, lr_head=lr)
-        trainer, _ = self.fit(self.sft, self.args.teach_steps)
+        sft = self.module(lr_backbone=lr, lr_projector=lr, lr_head=lr)
+        trainer, _ = self.fit(sft, self.args.teach_steps)
         self.sft_ckpt = self.folder / "sft.ckpt"
         trainer.save_checkpoint(self.sft_ckpt)
-        margins, texts, _ = self.sft.predict_margin(self.batch)
-        valid = int(torch.isfinite(margins).sum())
+        margins, texts, forced = sft.predict_margin(self.batch)
+        valid = int((torch.isfinite(margins) & ~forced).sum())  # reached </think><answer> itself
         return {"steps": self.args.teach_steps, "valid_greedy": f"{valid}/{len(margins)}", "ok": valid > 0,
                 "text": texts[0][:60]}
 
@@ -191,8 +245,7 @@ class Smoke:
         seen: list[Any] = []
         real = ve.VLLMRollout.generate
         ve.VLLMRollout.generate = lambda engine, *a: seen.append(real(engine, *a)) or seen[-1]  # type: ignore[method-assign]
-        vllm = {"gpu_memory_utilization": self.args.vllm_memory, "enable_sleep_mode": False, "max_model_len": 4096,
-                "llm_kwargs": {"enforce_eager": True}}
+        vllm = vllm_settings(self.args.vllm_memory, 4096)
         try:
             result, trainer = self.mcgrpo([RolloutCallback(engine="vllm", temperature=self.args.temperature,
                                                            vllm=vllm)])
@@ -213,9 +266,10 @@ class Smoke:
 
     def predict(self) -> dict[str, Any]:
         batch = pairs(8, self.args.motion_frames)
-        self.sft.predict_margin(pairs(1, self.args.motion_frames))  # warm-up
+        sft = self.module(init_from=str(self.sft_ckpt))
+        sft.predict_margin(pairs(1, self.args.motion_frames))  # warm-up
         start = time.perf_counter()
-        margins, _, _ = self.sft.predict_margin(batch)
+        margins, _, _ = sft.predict_margin(batch)
         return {"pairs_per_s": round(len(margins) / (time.perf_counter() - start), 2)}
 
     def run(self) -> dict[str, Any]:
@@ -228,35 +282,59 @@ class Smoke:
         self.check("predict", self.predict)
         summary = {"device": self.args.device, "model": self.args.model_name, "checks": self.results,
                    "passed": all(r["status"] != "fail" for r in self.results.values())}
-        if self.cuda:
-            summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        if self.cuda:  # vLLM's memory (cumem) is outside PyTorch's allocator: also the device's view
+            summary["peak_gpu_memory_gib"] = max((r.get("peak_gib", 0.0) for r in self.results.values()), default=0.0)
+            free, total = torch.cuda.mem_get_info()
+            summary["gpu_memory_used_gib_at_end"] = round((total - free) / 2**30, 2)
         return summary
+
+
+def choose_model(args: argparse.Namespace) -> str:
+    """Install the backbone the checks build (the ``load_backbone`` seam); returns its description.
+
+    ``--backbone``: real weights (hub id or local folder, loaded by ``load_backbone`` itself);
+    ``--arch real``: the ``--config-json`` architecture shrunk to ``--layers``, random weights;
+    ``--arch tiny``: the embedded tiny model.
+    """
+    if args.backbone:
+        args.settings["backbone"] = args.backbone
+        args.settings["attn_implementation"] = "sdpa"
+        return f"{args.backbone} (real weights)"
+    if args.arch == "tiny":
+        return "tiny (embedded)"
+    if not args.config_json.is_file():
+        raise FileNotFoundError(f"--config-json {args.config_json} not found (the real Qwen3-VL-4B-Instruct config.json)")
+    bb.load_backbone = functools.partial(shrunk_real_backbone, args.config_json, args.layers)
+    return f"{args.config_json.name} architecture, {args.layers} layers, random init"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse, pick the model, run the checks, print and write the JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--config-json", type=Path, default=REFERENCE, help="Qwen3-VL config.json (CUDA model)")
-    parser.add_argument("--layers", type=int, default=4, help="text layers = vision blocks of the CUDA model")
+    parser.add_argument("--arch", choices=["real", "tiny"], default=None,
+                        help="real: --config-json shrunk to --layers (default on cuda); tiny (default on cpu)")
+    parser.add_argument("--backbone", default=None, help="real weights: a Qwen3-VL hub id or local folder")
+    parser.add_argument("--config-json", type=Path, default=REFERENCE, help="Qwen3-VL config.json (--arch real)")
+    parser.add_argument("--layers", type=int, default=4, help="text layers = vision blocks (--arch real)")
     parser.add_argument("--teach-steps", type=int, default=30)
-    parser.add_argument("--teach-lr", type=float, default=2e-3)
+    parser.add_argument("--teach-lr", type=float, default=None,
+                        help="lr of the template-teaching SFT (default 2e-3 random init, 2e-5 real weights)")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--temperature", type=float, default=0.2,
                         help="rollout temperature of both engines (low: the briefly taught model keeps the format)")
     parser.add_argument("--vllm-memory", type=float, default=0.2, help="vLLM gpu_memory_utilization")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON summary here")
     args = parser.parse_args(argv)
-    args.motion_frames = 16
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            parser.error("--device cuda: no CUDA GPU visible (use --device cpu for the tiny model)")
-        if not args.config_json.is_file():
-            parser.error(f"--config-json {args.config_json} not found (the real Qwen3-VL-4B-Instruct config.json)")
-        bb.load_backbone = functools.partial(shrunk_real_backbone, args.config_json, args.layers)  # the seam
-        args.model_name = f"Qwen3-VL-4B architecture, {args.layers} layers, random init"
-    else:
-        args.model_name = "tiny (embedded)"
+    args.motion_frames, args.settings = 16, {}
+    args.arch = args.arch or ("real" if args.device == "cuda" else "tiny")
+    args.teach_lr = args.teach_lr or (2e-5 if args.backbone else 2e-3)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU visible (use --device cpu for the tiny model)")
+    try:
+        args.model_name = choose_model(args)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     warnings.filterwarnings("ignore")
     summary = Smoke(args).run()
     text = json.dumps(summary, indent=1, default=str)

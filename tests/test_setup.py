@@ -34,3 +34,20 @@ def test_installed_versions_meet_the_floors() -> None:
     for name in ("torch", "transformers", "peft", "lightning", "tokenizers"):
         assert required[name].specifier.contains(version(name).split("+")[0], prereleases=True), name
     assert str(required["transformers"].specifier) == ">=5.18" and str(required["peft"].specifier) == ">=0.15"
+
+
+def test_vllm_extra_resolves_against_the_wheels_pins() -> None:
+    """vLLM 0.33 pins torch / torchvision / transformers / tokenizers (its METADATA, recorded in
+    tests/callbacks/vllm033_api.json): each pin must leave a release the project's own floors
+    accept, and the project's Python range must include vLLM's, or ``pip install
+    'versusq[vllm]'`` cannot resolve."""
+    import json
+
+    from packaging.specifiers import SpecifierSet
+
+    pins = json.loads((Path(__file__).parent / "callbacks" / "vllm033_api.json").read_text())["requires"]
+    required = _requirements("options", "install_requires")
+    candidates = {"torch": "2.14.0", "torchvision": "0.29.0", "transformers": "5.20.2", "tokenizers": "0.23.3"}
+    for name, release in candidates.items():  # a published release inside both ranges
+        assert release in SpecifierSet(pins[name]) and release in required[name].specifier, (name, pins[name])
+    assert "3.11" in SpecifierSet(pins["python"]) and "3.11" in SpecifierSet(SETUP["options"]["python_requires"])

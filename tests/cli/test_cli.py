@@ -168,3 +168,21 @@ def test_deepspeed_checkpoint_folder_as_ckpt_path(tmp_path: Path, sft_ckpt: Path
     assert cli.model.hparams.max_new_tokens == saved["hyper_parameters"]["max_new_tokens"]
     for name, value in saved["state_dict"].items():  # the float32 weights were restored
         assert torch.equal(cli.model.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize("command", [
+    ["fit", "--config", conf("sft.yaml"), "--config", conf("gpu/deepspeed_zero2.yaml")],
+    ["fit", "--config", conf("mcgrpo.yaml"), "--config", conf("gpu/deepspeed_zero2.yaml"), "--config",
+     conf("gpu/vllm.yaml"), "--model.init_from", "sft.ckpt"],
+])
+def test_gpu_overlays_keep_the_global_batch_and_checkpoint_activations(command: list[str],
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """Issue 9 items 4 and 8 as the README's GPU commands parse: one global batch (no fixed
+    accumulation left to multiply with the GPU count), activation checkpointing on, and no
+    flash-attn needed (not in the [vllm] / [deepspeed] extras the README installs)."""
+    with pytest.raises(SystemExit):
+        run.main([*command, "--print_config"])
+    printed = capsys.readouterr().out
+    assert "activation_checkpointing: true" in printed and "strategy: deepspeed_stage_2" in printed
+    assert "accumulate_grad_batches: 1\n" in printed and "attn_implementation: sdpa" in printed
+    assert ("global_batch_size: 8\n" if "sft.yaml" in command[2] else "global_batch_size: 48\n") in printed

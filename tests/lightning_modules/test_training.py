@@ -80,3 +80,22 @@ def test_handoff_keeps_float32_values_under_bf16_storage(tmp_path: Any) -> None:
     saved, loaded = sft.state_dict(), grpo.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in saved.items())
     assert loaded["model.head.net.1.weight"].dtype == torch.float32
+
+
+def test_deepspeed_gradients_scaled_like_plain_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning divides the loss by the accumulation, DeepSpeedEngine.backward (scale_wrt_gas=True,
+    DeepSpeed runtime/engine.py) divides again: the returned loss must carry the factor back."""
+    from lightning.pytorch.loops.optimization.automatic import ClosureResult
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    deepspeed = DeepSpeedStrategy.__new__(DeepSpeedStrategy)  # no DeepSpeed install needed for isinstance
+    module = VersusQModule(motion_frames=8, head_hidden=16)
+    monkeypatch.setattr(module, "_sft_step", lambda batch: torch.tensor(2.0))
+
+    def reaches_autograd(strategy: object, acc: int) -> float:
+        module._trainer = SimpleNamespace(strategy=strategy, accumulate_grad_batches=acc)  # type: ignore[assignment]
+        loss = ClosureResult.from_training_step_output(module.training_step(None, 0), acc).loss  # Lightning
+        return float(loss / acc) if strategy is deepspeed else float(loss)  # DeepSpeedEngine.backward
+
+    assert reaches_autograd(deepspeed, 8) == reaches_autograd(object(), 8) == 2.0 / 8
+    assert training.deepspeed_loss_factor(module._trainer, automatic=False) == 1  # manual: no accumulation

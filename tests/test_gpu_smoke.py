@@ -65,5 +65,5 @@ def test_real_architecture_model_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     loss = module.sft_loss(batch)["loss"]  # video placeholders found by config.video_token_id
     loss.backward()
     assert torch.isfinite(loss) and vlm.model.language_model.layers[0].mlp.up_proj.weight.grad is not None
-    margins, _ = module.predict_margin(batch)
+    margins, _, _ = module.predict_margin(batch)
     assert margins.shape == (1,)

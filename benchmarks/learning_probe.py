@@ -110,7 +110,8 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
         table.paths = [str(Path(args.data) / name) for name in table.names]
         table.benchmark = split
         clips.update({p: decode.load(p) for p in table.paths})
-    module = VersusQModule(motion_frames=16, head_hidden=64, freeze_vision=False, reasoning=bool(args.reasoning),
+    module = VersusQModule(motion_frames=16, head_hidden=64, freeze_vision=bool(args.freeze_vision),
+                           reasoning=bool(args.reasoning),
                            max_new_tokens=args.max_new_tokens, seed=args.seed)
     if vision == "oracle":
         quality = {p: float(q) for t in tables.values() for p, q in zip(t.paths, t.extra["q"])}
@@ -152,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--oracle-gain", type=float, default=4.0)
     ap.add_argument("--vision", nargs="+", default=["oracle", "model"], choices=("oracle", "model"))
+    ap.add_argument("--freeze-vision", type=int, default=0, choices=(0, 1),
+                    help="1: the tiny vision tower stays at its random initialisation (features cached)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/learning_probe.json")
     args = ap.parse_args(argv)

@@ -43,7 +43,7 @@ import ranking  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 #: the paper's seven test sets (Sec. 4.1), by their ``datamodules.benchmarks`` names
 BENCHES = ("lsvq_test", "lsvq_1080p", "konvid1k", "live_vqc", "yt_gaming", "waterloo_4k", "vdpve")
-AGGREGATORS = ("lsq", "elo", "winrate", "bt")
+AGGREGATORS = ranking.AGGREGATOR_NAMES
 SAMPLER_VARIANTS: dict[str, Callable[..., ranking.BaseSampler]] = {
     **ranking.SAMPLERS, "appendix_a_lsq": partial(ranking.AppendixASampler, provisional="lsq"),
 }

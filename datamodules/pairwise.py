@@ -185,7 +185,7 @@ class PairwiseVideoDataModule(LightningDataModule):
         frame_size: int | None = 224,
         motion_size: int | None = 224,
         alpha: int = 4,
-        decode_backend: str = "auto",
+        decode_backend: Literal["auto", "decord", "pyav", "torchcodec"] = "auto",
         skip_bad_videos: bool = True,
         clip_cache_size: int = 64,
         size: int | None = None,

@@ -11,13 +11,13 @@ observed), dropped items are never proposed, the same seed gives the same pairs.
 
 The designs, by their ``sampler:`` name in the evaluation configs:
 
-* ``robust`` (:class:`RobustSampler`, the default): Appendix A's local pairing inside the
+* ``robust`` (:class:`RobustSampler`, the default at predict): Appendix A's local pairing inside the
   connected frame of :class:`ranking.sampler_base.ConnectedSampler` (a random spanning cycle
   first, bridging pairs whenever the graph is split, a share of uniform partners, a random
   fill). The graph is always connected, so every score is on one scale. Its partners are
   near-ties on the provisional LSQ ratings, which costs the outcome-only aggregators: on the
   real label files Elo / win-rate SRCC are 0.14 / 0.18 below ``appendix_a`` (LSQ: a tie).
-* ``appendix_a`` (:class:`ranking.appendix_a.AppendixASampler`): Appendix A as written and
+* ``appendix_a`` (:class:`ranking.appendix_a.AppendixASampler`, the default at val/test): Appendix A as written and
   nothing else; the graph may be disconnected (it never was in the runs measured).
 * ``random`` (:class:`RandomRegularSampler`) and ``active`` (:class:`ActiveSampler`):
   alternatives in the same connected frame.

@@ -284,7 +284,7 @@ class PairwiseVideoDataModule(LightningDataModule):
         if not self.hparams.reasoning:
             return None
         if _SYNTHETIC_COLUMNS <= set(table.extra):
-            from datamodules.synthetic import rationale_for_table
+            from datamodules.synthetic_rationale import rationale_for_table
 
             return attach_rationales(table, pairs, rationale_for_table)
         warnings.warn(f"{table.benchmark!r}: no rationale source (set data.rationale_file, or "

@@ -14,6 +14,7 @@ policy gradient alone (15 steps, lr 3e-4, G 8) the gap rises by +1.06 / +0.31 / 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ from callbacks.rollout import HFRollout, RolloutCallback
 from datamodules.pair_datasets import PairBatch
 from lightning_modules import objectives as obj
 from lightning_modules import template as tpl
+from lightning_modules.mcgrpo import Rollouts
 from lightning_modules.versusq import VersusQModule
 
 MOTION_FRAMES = 8
@@ -242,3 +244,58 @@ def test_mcgrpo_trainer_fit_moves_policy(sft_ckpt: str, ppo_epochs: int, make_cl
     ]
     assert any(moved)
     assert "train/reward_mean" in trainer.callback_metrics
+
+
+def _fixed_rollouts(module: VersusQModule, batch: object, texts: list[str]) -> None:
+    """Make ``module``'s rollout engine return ``texts`` (prompt-major) for every prompt of ``batch``."""
+    model = module.model
+
+    def generate(pl_module: object, b: object) -> Rollouts:
+        ids, mask = model.response_tokens(texts)
+        old = model.response_logprobs(model.build_prompt_inputs(b), ids, mask).detach()
+        n = len(texts) // module.hparams.num_generations
+        return Rollouts(ids, mask, old, list(texts), torch.arange(n).repeat_interleave(module.hparams.num_generations),
+                        module.hparams.num_generations, 1.0)
+
+    module.rollout = SimpleNamespace(generate=generate)  # type: ignore[attr-defined]
+
+
+def test_ntp_readout_rewards_the_written_number_without_head(make_pair_batch: object) -> None:
+    """NTP rows: rollouts end at </answer>, the reward reads the parsed number, no aux MSE, no head."""
+    module = VersusQModule(motion_frames=MOTION_FRAMES, phase="mcgrpo", readout="ntp", num_generations=4)
+    ids = module.model.token_ids
+    assert module.model.end_token_ids() == [ids[tpl.ANSWER_END], ids[tpl.IM_END]]
+    answers = ["+1.00</answer>", "-1.00</answer>", "", "+0.50</answer>"]  # "" stops at <answer>: invalid
+    _fixed_rollouts(module, None, [tpl.generated_text("x") + a for a in answers])
+    logged: dict[str, torch.Tensor] = {}
+    module.log_dict = lambda metrics, **kw: logged.update(metrics)  # type: ignore[method-assign]
+    batch = make_pair_batch([(0, 1)], margins=[1.0])  # type: ignore[operator]
+    module.training_step(batch, 0).backward()
+    expected = torch.tensor([1.0 + 0.2, math.exp(-4.0) + 0.2, 0.0, math.exp(-0.25) + 0.2])
+    assert logged["train/reward_mean"].item() == pytest.approx(expected.mean().item(), abs=1e-5)
+    assert logged["train/format_rate"].item() == 0.75
+    assert logged["train/margin_mse"].item() == pytest.approx((0.0 + 4.0 + 0.25) / 3, abs=1e-5)
+    assert all(p.grad is None for p in module.model.head.parameters())  # no aux term, no head
+    assert any(p.grad is not None for p in module.model.motion_projector.parameters())
+
+
+def test_pointwise_grpo_step_regresses_mos(make_video_batch: object) -> None:
+    """Pointwise rows through GRPO: single-video prompts, MOS targets of the decodable clips."""
+    module = VersusQModule(motion_frames=MOTION_FRAMES, phase="mcgrpo", target="pointwise", num_generations=2)
+    batch = make_video_batch([0, None, 1], mos=[4.5, 3.0, 1.5])  # type: ignore[operator]
+    assert module.regression_target(batch).tolist() == [4.5, 1.5]
+    texts = [tpl.generated_text("sharp"), tpl.generated_text("noisy")] * 2
+    _fixed_rollouts(module, batch, texts)
+    logged: dict[str, torch.Tensor] = {}
+    module.log_dict = lambda metrics, **kw: logged.update(metrics)  # type: ignore[method-assign]
+    module.training_step(batch, 0).backward()
+    with torch.no_grad():
+        inputs = module.model.build_prompt_inputs(batch)
+        assert len(inputs) == 2  # the None clip has no prompt
+        ids, mask = module.model.response_tokens(texts)
+        head = module.model.head(module.model.forward_responses(inputs, ids, mask)[1])
+    mse = ((head - torch.tensor([4.5, 4.5, 1.5, 1.5])) ** 2).mean()
+    assert logged["train/aux_mse"].item() == pytest.approx(mse.item(), rel=1e-4)
+    assert all(p.grad is not None for p in module.model.head.parameters())  # Eq. 14 on the MOS
+    with pytest.raises(TypeError, match="PairBatch"):
+        VersusQModule(motion_frames=MOTION_FRAMES, target="pairwise").regression_target(batch)

@@ -9,7 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= outputs/demo
 
-.PHONY: install test test-all demo bench ablations lint clean
+.PHONY: install test test-all demo bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,5 +43,6 @@ clean:
 # Table 2 on the synthetic benchmark: every row x 3 seeds on the CPU, resumable (finished jobs in
 # outputs/ablations/ are skipped); writes benchmarks/results/ablations.json and table2.md.
 # Options: make ablations ABLATIONS_ARGS="--seeds 0 --sft-steps 150 --grpo-steps 40"
+.PHONY: ablations
 ablations: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.ablations $(ABLATIONS_ARGS)

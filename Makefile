@@ -46,3 +46,10 @@ format-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs lightning_logs *.egg-info
+
+# Table 2 on the synthetic benchmark: every row x 3 seeds on the CPU, resumable (finished jobs in
+# outputs/ablations/ are skipped); writes benchmarks/results/ablations.json and table2.md.
+# Options: make ablations ABLATIONS_ARGS="--seeds 0 --sft-steps 150 --grpo-steps 40"
+.PHONY: ablations
+ablations: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.ablations $(ABLATIONS_ARGS)

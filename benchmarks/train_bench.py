@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 
 from datamodules.pair_datasets import PairBatch
-from datamodules.synthetic import generate_benchmark, make_rationale
+from datamodules.synthetic import generate_benchmark
+from datamodules.synthetic_rationale import make_rationale
 from datamodules.video import load_clip
 from lightning_modules import training
 from lightning_modules.versusq import VersusQModule

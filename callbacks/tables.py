@@ -23,7 +23,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,10 @@ def _cells(
 
 
 def panel_table(
-    sections: Sequence[Section], layout: Mapping[str, list[str]], first_header: str = "Method"
+    sections: Sequence[Section],
+    layout: Mapping[str, list[str]],
+    first_header: str = "Method",
+    cells: Callable[[Any, Mapping[str, list[str]], str], list[str]] | None = None,
 ) -> str:
     """One markdown table: group header, benchmark header, SRCC panel, then PLCC panel.
 
@@ -161,7 +164,10 @@ def panel_table(
         sections: ``(title or None, [(row label, {benchmark: {"srcc", "plcc"}}), ...])``.
         layout: :func:`column_layout` output.
         first_header: label of the first column ("Method" in Table 1, "Variant" in Table 2).
+        cells: ``(row values, layout, metric) -> cells`` of one row, the group averages included
+            (default: one number per cell; ``benchmarks/ablations.py`` writes mean ± std over seeds).
     """
+    cells = cells or _cells
     groups = [(g, layout[g]) for g in (IN_DOMAIN, OUT_OF_DOMAIN) if layout[g]]
     width = 1 + sum(len(cols) + 1 for _, cols in groups)
     top = [first_header]
@@ -175,7 +181,7 @@ def panel_table(
         for title, rows in sections:
             if title:
                 lines.append(_md_row([f"*{title}*"] + [""] * (width - 1)))
-            lines += [_md_row([label] + _cells(vals, layout, metric)) for label, vals in rows]
+            lines += [_md_row([label] + cells(vals, layout, metric)) for label, vals in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -41,6 +41,7 @@ class VideoBatch:
     name: list[str]
     mos: torch.Tensor  # (B,) float32, nan when unknown (predict)
     error: list[str | None]  # reason when clip is None
+    rationale: list[str] | None = None  # pointwise SFT rationale per video (no tags); None: none
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -153,10 +154,15 @@ class VideoDataset(Dataset):
         decode: decoding settings.
         skip_bad: training use (pointwise ablation): replace an undecodable video by the next
             valid one. ``False`` (evaluation): keep it as ``clip=None`` with its ``error``.
+        rationales: one rationale per row (pointwise SFT with reasoning), or ``None``.
     """
 
-    def __init__(self, table: VideoTable, decode: DecodeSettings, skip_bad: bool = False) -> None:
+    def __init__(self, table: VideoTable, decode: DecodeSettings, skip_bad: bool = False,
+                 rationales: list[str] | None = None) -> None:
+        if rationales is not None and len(rationales) != len(table):
+            raise ValueError(f"{len(rationales)} rationales for {len(table)} videos of {table.benchmark!r}")
         self.table, self.decode, self.skip_bad, self.bad = table, decode, skip_bad, BadVideos()
+        self.rationales = rationales
 
     def __len__(self) -> int:
         return len(self.table)
@@ -172,7 +178,8 @@ class VideoDataset(Dataset):
             self.bad.add(err)
             error = str(err)
         return {"clip": clip, "index": k, "benchmark": self.table.benchmark,
-                "name": self.table.names[k], "mos": float(self.table.mos[k]), "error": error}
+                "name": self.table.names[k], "mos": float(self.table.mos[k]), "error": error,
+                "rationale": None if self.rationales is None else self.rationales[k]}
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         item = self._item(k)
@@ -199,10 +206,12 @@ def collate_pairs(items: Sequence[dict[str, Any]]) -> PairBatch:
 
 
 def collate_videos(items: Sequence[dict[str, Any]]) -> VideoBatch:
-    """Stack single-video items into a :class:`VideoBatch`."""
+    """Stack single-video items into a :class:`VideoBatch` (``rationale=None`` if any item lacks one)."""
+    rationale = [it.get("rationale") for it in items]
     return VideoBatch(
         clips=[it["clip"] for it in items],
         index=torch.tensor([it["index"] for it in items], dtype=torch.long),
         benchmark=[it["benchmark"] for it in items], name=[it["name"] for it in items],
         mos=torch.tensor([it["mos"] for it in items], dtype=torch.float32),
-        error=[it["error"] for it in items])
+        error=[it["error"] for it in items],
+        rationale=None if any(r is None for r in rationale) else rationale)

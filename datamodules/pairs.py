@@ -17,7 +17,7 @@ Sampling is balanced so the model cannot learn shortcuts:
 Held-out videos never reach training: :func:`split_by_video` splits a table by video, and the
 datamodule refuses train/eval lists that share a video. Everything is deterministic by ``seed``.
 Rationales (SFT with reasoning) come from a ``rationale_fn(table, i, j, margin) -> str`` (the
-synthetic benchmark's :func:`datamodules.synthetic.rationale_for_table`) or from an annotation
+synthetic benchmark's :func:`datamodules.synthetic_rationale.rationale_for_table`) or from an annotation
 JSONL (:mod:`datamodules.annotated_pairs`). :func:`build_present_pairs` is THE pair design of SFT:
 the datamodule samples with it and ``python -m datamodules.annotate pairs`` writes its output for
 annotation, so a seed gives the same pairs in both.

@@ -244,7 +244,8 @@ class PairwiseVideoDataModule(LightningDataModule):
             raise ValueError("fit needs at least one entry in data.train_sets")
         skip = self.hparams.skip_bad_videos
         if self.hparams.mode == "pointwise":
-            return ConcatDataset([VideoDataset(self._table(s), self.decode, skip_bad=skip)
+            return ConcatDataset([VideoDataset(self._table(s), self.decode, skip_bad=skip,
+                                               rationales=self._video_rationales(self._table(s)))
                                   for s in specs])
         sizes = np.array([len(self._table(s)) for s in specs], dtype=np.float64)
         share = np.maximum(1, largest_remainder(num_pairs, sizes))
@@ -284,11 +285,23 @@ class PairwiseVideoDataModule(LightningDataModule):
         if not self.hparams.reasoning:
             return None
         if _SYNTHETIC_COLUMNS <= set(table.extra):
-            from datamodules.synthetic import rationale_for_table
+            from datamodules.synthetic_rationale import rationale_for_table
 
             return attach_rationales(table, pairs, rationale_for_table)
         warnings.warn(f"{table.benchmark!r}: no rationale source (set data.rationale_file, or "
                       "reasoning=false); its pairs carry rationale=None", stacklevel=3)
+        return None
+
+    def _video_rationales(self, table: VideoTable) -> list[str] | None:
+        """Pointwise rows: one rationale per video (synthetic tables), ``""`` without reasoning."""
+        if not self.hparams.reasoning:
+            return [""] * len(table)
+        if _SYNTHETIC_COLUMNS <= set(table.extra):
+            from datamodules.synthetic_rationale import single_rationale_for_table
+
+            return [single_rationale_for_table(table, k) for k in range(len(table))]
+        warnings.warn(f"{table.benchmark!r}: no single-video rationale source (the annotation files are "
+                      "pairwise; set reasoning=false); its videos carry rationale=None", stacklevel=3)
         return None
 
     def _video_dataset(self, specs: list[BenchmarkSpec]) -> Dataset:

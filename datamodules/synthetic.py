@@ -36,8 +36,7 @@ from typing import Any
 import av
 import numpy as np
 
-from datamodules.annotate import margin_descriptor
-from datamodules.synthetic_content import CONTENT_NAMES, motion_level, render_content, texture_level
+from datamodules.synthetic_content import motion_level, render_content, texture_level
 from datamodules.synthetic_distort import (
     DISTORTIONS,
     HELD_OUT_DISTORTIONS,
@@ -265,104 +264,6 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[dict[str,
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
         bar.close()
     return rows
-
-
-SEVERITY_WORDS = ((0.3, ("mild", "slight", "faint")), (0.65, ("moderate", "noticeable", "clear")),
-                  (1.01, ("severe", "heavy", "strong")))
-# Every phrase names its distortion with the keyword in ``DISTORTION_KEYWORDS``.
-DISTORTION_PHRASES: dict[str, tuple[str, ...]] = {
-    "compression": ("{adj} compression blocking", "{adj} compression artefacts that smear detail",
-                    "{adj} blockiness from compression"),
-    "blur": ("{adj} blur that softens edges", "{adj} overall blur", "{adj} blur on fine detail"),
-    "noise": ("{adj} grainy sensor noise", "{adj} noise in flat areas", "{adj} speckled noise"),
-    "downscale": ("{adj} loss of resolution with jagged edges", "{adj} pixelation from low resolution",
-                  "{adj} upscaling softness from reduced resolution"),
-    "stutter": ("{adj} stutter from dropped frames", "{adj} motion stutter", "{adj} jerky stutter"),
-    "color": ("{adj} colour cast and exposure shift", "{adj} colour and brightness distortion",
-              "{adj} off colour with wrong exposure"),
-    "flicker": ("{adj} brightness flicker between frames", "{adj} exposure flicker", "{adj} temporal flicker"),
-    "motion_blur": ("{adj} motion blur on moving parts", "{adj} motion blur that smears movement",
-                    "{adj} motion blur trails"),
-}
-DISTORTION_KEYWORDS = {"compression": "compression", "blur": "blur", "noise": "noise",
-                       "downscale": "resolution", "stutter": "stutter", "color": "colour",
-                       "flicker": "flicker", "motion_blur": "motion blur"}
-_EVIDENCE = ("Video {v}, showing {content}, has {issues}.", "In Video {v} ({content}) I see {issues}.",
-             "Video {v} ({content}) suffers from {issues}.")
-_GAP = ("Overall, Video {better} is {word} than Video {worse}.",
-        "Weighing this evidence, Video {better} looks {word} than Video {worse}.",
-        "The gap favours Video {better}, which is {word} than Video {worse}.")
-_DRAW = ("Overall, the two videos are about the same in quality.",
-         "Weighing this evidence, both videos are about the same.")
-
-
-def _issues(info: dict, rng: np.random.Generator) -> str:
-    """Phrase a clip's distortions, most severe first, e.g. ``"mild blur and heavy noise"``."""
-    pairs = sorted(zip(info["distortions"], info["severities"]), key=lambda p: -float(p[1]))
-    if not pairs:
-        return "clean detail and smooth motion without visible artefacts"
-    phrases = []
-    for name, severity in pairs:
-        if name not in DISTORTION_PHRASES:
-            raise ValueError(f"unknown distortion {name!r}; allowed: {sorted(DISTORTION_PHRASES)}")
-        words = next(w for bound, w in SEVERITY_WORDS if float(severity) < bound)
-        phrases.append(str(rng.choice(DISTORTION_PHRASES[name])).format(adj=rng.choice(words)))
-    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-
-
-def make_rationale(info_a: dict, info_b: dict, margin: float,
-                   rng: np.random.Generator | None = None) -> str:
-    """A truthful ``<think>``-style rationale (no tags) for a pair with known distortions.
-
-    Args:
-        info_a: Video A's ``content`` (family id), ``distortions`` (list[str]), ``severities``.
-        info_b: the same for Video B.
-        margin: ``mos_a - mos_b`` on the [1, 5] scale; its sign gives the direction and
-            ``annotate.margin_descriptor`` the degree word.
-        rng: varies the phrasing deterministically (default: a fixed generator).
-
-    Returns:
-        Evidence for A, evidence for B and the gap, ~25–60 words.
-    """
-    rng = rng if rng is not None else np.random.default_rng(0)
-    parts = []
-    for tag, info in (("A", info_a), ("B", info_b)):
-        content = CONTENT_NAMES.get(info["content"], str(info["content"]).replace("_", " "))
-        parts.append(str(rng.choice(_EVIDENCE)).format(v=tag, content=content, issues=_issues(info, rng)))
-    word = margin_descriptor(margin)
-    if word == "about the same":
-        parts.append(str(rng.choice(_DRAW)))
-    else:
-        better, worse = ("A", "B") if margin > 0 else ("B", "A")
-        parts.append(str(rng.choice(_GAP)).format(better=better, worse=worse, word=word))
-    return " ".join(parts)
-
-
-def _as_list(value: Any) -> list[str]:
-    """A ``;``-joined CSV cell (pandas may have parsed a single value as float) → list."""
-    if value is None or (isinstance(value, float) and value != value):
-        return []
-    return [v for v in str(value).split(";") if v]
-
-
-def rationale_for_table(table: Any, i: int, j: int, margin: float,
-                        rng: np.random.Generator | None = None) -> str:
-    """``make_rationale`` for rows ``i`` (Video A) and ``j`` (Video B) of a synthetic VideoTable.
-
-    Reads ``table.extra["content"|"distortions"|"severities"]``; ``rng`` defaults to one seeded
-    by ``(i, j)`` so the same pair always gets the same text.
-    """
-    missing = [k for k in ("content", "distortions", "severities") if k not in table.extra]
-    if missing:
-        raise KeyError(f"benchmark {table.benchmark!r}: extra columns {missing} missing "
-                       "(rationale_for_table needs a synthetic labels file)")
-
-    def info(k: int) -> dict:
-        return {"content": str(table.extra["content"][k]),
-                "distortions": _as_list(table.extra["distortions"][k]),
-                "severities": [float(s) for s in _as_list(table.extra["severities"][k])]}
-
-    return make_rationale(info(i), info(j), margin, rng or np.random.default_rng([i, j]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

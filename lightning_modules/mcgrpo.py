@@ -144,10 +144,24 @@ def reference_logprobs(module: Any, inputs: PromptInputs, rollouts: Rollouts) ->
         return module.model.forward_responses(inputs, rollouts.response_ids, rollouts.response_mask)[0]
 
 
-def rewards_of(module: Any, margin: torch.Tensor, target: torch.Tensor, rollouts: Rollouts) -> torch.Tensor:
-    """Eq. 11 for every rollout: margin reward + format reward by the template's validity rule."""
+def read_margins(module: Any, head_margin: torch.Tensor, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N,)`` m_hat and ``(N,)`` validity of every rollout, by the template's one validity rule.
+
+    m_hat is the head's margin at the appended ``<reg>`` (``readout="head"``), or the number the
+    rollout wrote between ``<answer>`` and ``</answer>`` (``readout="ntp"``; NaN where the
+    response is invalid, so it earns no margin reward).
+    """
     hp = module.hparams
-    valid = tpl.is_valid(rollouts.texts, hp.readout, hp.reasoning)
+    parsed = [tpl.parse_response(t, hp.readout, hp.reasoning) for t in rollouts.texts]
+    valid = torch.tensor([p.valid for p in parsed], dtype=torch.bool)
+    if hp.readout == "head":
+        return head_margin.detach(), valid
+    return torch.tensor([p.number for p in parsed], dtype=torch.float32, device=head_margin.device), valid
+
+
+def rewards_of(module: Any, margin: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Eq. 11 for every rollout: margin reward (of :func:`read_margins`' m_hat) + format reward."""
+    hp = module.hparams
     return objectives.total_reward(margin, target, valid, hp.alpha_reward, format_weight=hp.format_weight)
 
 
@@ -179,16 +193,21 @@ def mcgrpo_step(module: Any, batch: Any) -> torch.Tensor:
 
     Args:
         module: the ``VersusQModule`` (settings in ``hparams``, parts in ``model``).
-        batch: a ``PairBatch`` with target margins.
+        batch: a ``PairBatch`` with target margins, or (``target="pointwise"``) a ``VideoBatch``
+            with MOS targets.
+
+    The auxiliary regression (Eq. 14) trains the head; it is off for the "GRPO from SFT"
+    ablation (``freeze_head_in_grpo``) and for the NTP readout, whose reward reads no head.
     """
     hp, model = module.hparams, module.model
     g = hp.num_generations
     rollouts = module.rollout_engine().generate(module, batch)  # 1. generate (no grad)
     inputs = model.build_prompt_inputs(batch)  # encoder outputs come from the cache
-    target = batch.margin.float().to(module.device).repeat_interleave(g)  # (N,)
+    target = module.regression_target(batch).to(module.device).repeat_interleave(g)  # (N,)
     ref = reference_logprobs(module, inputs, rollouts) if hp.beta_kl else None  # (N, T)
     logp, margin = policy_forward(model, inputs, rollouts)  # (N, T), (N,), with grad
-    rewards = rewards_of(module, margin, target, rollouts)  # 2. reward (N,)
+    m_hat, valid = read_margins(module, margin, rollouts)  # (N,), (N,)
+    rewards = rewards_of(module, m_hat, target, valid)  # 2. reward (N,)
     advantages = objectives.group_advantages(rewards, g)  # 3. advantages (N,)
     if rollouts.dropped is not None:
         advantages = advantages.masked_fill(rollouts.dropped.to(advantages.device), 0.0)
@@ -198,26 +217,33 @@ def mcgrpo_step(module: Any, batch: Any) -> torch.Tensor:
             logp, margin = policy_forward(model, inputs, rollouts)
         terms = objectives.mcgrpo_loss(
             logp, rollouts.old_logprobs, ref, advantages, rollouts.response_mask, margin,
-            target, hp.clip_eps, hp.beta_kl, hp.lambda_aux, aux=not hp.freeze_head_in_grpo,
-            is_weight=is_weight)
+            target, hp.clip_eps, hp.beta_kl, hp.lambda_aux,
+            aux=hp.readout == "head" and not hp.freeze_head_in_grpo, is_weight=is_weight)
         manual_update(module, terms.loss)
-    log_step(module, rewards, rollouts, terms, len(batch.clips_a), is_stats)  # 5. log
+    log_step(module, rewards, valid, m_hat, target, terms, len(inputs), rollouts, is_stats)  # 5. log
     if not module.automatic_optimization:
         module.lr_schedulers().step()
     return terms.loss
 
 
-def log_step(module: Any, rewards: torch.Tensor, rollouts: Rollouts, terms: objectives.MCGRPOLoss,
-             n_prompts: int, is_stats: dict[str, torch.Tensor]) -> None:
-    """Log the ``train/`` curves of the phase (+ ``train/engine_*`` for an engine that is not the policy)."""
-    hp = module.hparams
+def log_step(module: Any, rewards: torch.Tensor, valid: torch.Tensor, m_hat: torch.Tensor,
+             target: torch.Tensor, terms: objectives.MCGRPOLoss, n_prompts: int, rollouts: Rollouts,
+             is_stats: dict[str, torch.Tensor]) -> None:
+    """Log the ``train/`` curves of the phase (+ ``train/engine_*`` for an engine that is not the policy).
+
+    ``train/margin_mse`` is the rollouts' m_hat error (valid NTP answers only), ``train/aux_mse``
+    the head's MSE of the last update (Eq. 14's term, logged even when it is off).
+    """
+    err = (m_hat - target).pow(2)  # (N,)
+    finite = torch.isfinite(err)
     metrics = {
         "train/loss": terms.loss.detach(),
         "train/policy_loss": terms.policy,
         "train/reward_mean": rewards.mean(),
         "train/reward_std": rewards.std(unbiased=False),
-        "train/format_rate": tpl.is_valid(rollouts.texts, hp.readout, hp.reasoning).float().mean(),
-        "train/margin_mse": terms.aux,
+        "train/format_rate": valid.float().mean(),
+        "train/margin_mse": err[finite].mean() if bool(finite.any()) else err.new_tensor(float("nan")),
+        "train/aux_mse": terms.aux,
         "train/kl": terms.kl,
         "train/clip_frac": terms.clip_frac,
         "train/rollout_tokens_per_s": float(rollouts.tokens_per_s),

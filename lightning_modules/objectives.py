@@ -79,11 +79,13 @@ def total_reward(
 ) -> torch.Tensor:
     """Reward of Eq. 11: ``margin_weight * exp(-alpha (m_hat - m*)^2) + w_f * [valid format]``.
 
-    An invalid-format rollout still earns its margin reward (its ``m_hat`` comes from appending
-    ``<reg>`` to the rollout whatever it contains).
+    An invalid-format rollout still earns its margin reward when it has an ``m_hat`` (the head
+    reads the ``<reg>`` appended to the rollout whatever it contains); a NaN ``m_hat`` (NTP
+    readout: no number could be parsed) earns none.
 
     Args:
-        pred: ``(N,)`` margins predicted by the head at the appended ``<reg>`` (no grad needed).
+        pred: ``(N,)`` margins ``m_hat`` (no grad needed): the head's at the appended ``<reg>``,
+            or the parsed answer number (NTP readout), NaN when there is none.
         target: ``(N,)`` MOS margins, repeated ``G`` times per prompt.
         valid: ``(N,)`` bool validity of the rollouts (see :func:`format_reward`).
         alpha, margin_weight, format_weight: see :func:`margin_reward`, paper weights 1.0 / 0.2.
@@ -91,12 +93,13 @@ def total_reward(
     Returns:
         ``(N,)`` float reward on ``pred``'s device.
 
-    >>> total_reward(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]),
-    ...              torch.tensor([True, False])).tolist()
-    [1.2000000476837158, 1.0]
+    >>> total_reward(torch.tensor([1.0, 1.0, float("nan")]), torch.tensor([1.0, 1.0, 1.0]),
+    ...              torch.tensor([True, False, False])).tolist()
+    [1.2000000476837158, 1.0, 0.0]
     """
     fmt = format_reward(valid, format_weight).to(pred.device)
-    return margin_weight * margin_reward(pred.detach().float(), target.float(), alpha) + fmt
+    margin = torch.nan_to_num(margin_reward(pred.detach().float(), target.float(), alpha), nan=0.0)
+    return margin_weight * margin + fmt
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps_std: float = 1e-4) -> torch.Tensor:

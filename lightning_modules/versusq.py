@@ -288,17 +288,25 @@ class VersusQModule(LightningModule):
             return loss
         return loss * training.deepspeed_loss_factor(self._trainer, self.automatic_optimization)
 
+    def regression_target(self, batch: Any) -> torch.Tensor:
+        """``(P,)`` float target of each prompt: m* of a ``PairBatch``, or the MOS of each present
+        clip of a ``VideoBatch`` (pointwise ablation; ``build_prompt_inputs`` skips ``None`` clips)."""
+        if self.hparams.target == "pairwise":
+            if not hasattr(batch, "clips_a") or batch.margin is None:
+                raise TypeError("target='pairwise' trains on PairBatch items with margins")
+            return batch.margin.float()
+        if hasattr(batch, "clips_a"):
+            raise TypeError("target='pointwise' trains on VideoBatch items (clips + mos), got a PairBatch")
+        return batch.mos[torch.tensor([c is not None for c in batch.clips], dtype=torch.bool)].float()
+
     def _targets(self, batch: Any) -> tuple[torch.Tensor, list[str]]:
-        """Regression targets (margin m*, or MOS for the pointwise ablation) and rationales."""
-        if self.hparams.target == "pointwise":
-            if hasattr(batch, "clips_a"):
-                raise TypeError("target='pointwise' trains on VideoBatch items (clips + mos), got a PairBatch")
-            keep = torch.tensor([c is not None for c in batch.clips])
-            target, rationale = batch.mos[keep].float(), None
-        else:
-            target, rationale = batch.margin.float(), batch.rationale
+        """Regression targets (:meth:`regression_target`) and the rationale of each prompt."""
+        target = self.regression_target(batch)
         if not self.hparams.reasoning:
             return target, [""] * len(target)
+        rationale = batch.rationale
+        if rationale is not None and not hasattr(batch, "clips_a"):  # only the present clips' prompts
+            rationale = [r for r, c in zip(rationale, batch.clips) if c is not None]
         if rationale is None:
             raise ValueError("SFT with reasoning=True needs batch.rationale; set model.init_args.reasoning=false "
                              "or give the data rationales")

@@ -221,6 +221,13 @@ def test_pointwise_mode_and_bad_option(bench: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert isinstance(batch, VideoBatch) and len(batch) == 6
     assert sorted(batch.mos.tolist()) == pytest.approx([2.0, 2.0, 3.0, 3.4, 4.5, 4.6])
+    # pointwise SFT with reasoning: one truthful single-video rationale per video, its own level
+    assert batch.rationale is not None and len(batch.rationale) == 6
+    for mos, text in zip(batch.mos.tolist(), batch.rationale):
+        assert "noise" in text and "blur" in text and "Video B" not in text
+        assert ("excellent" in text) == (mos >= 4.5) and ("poor" in text) == (1.5 <= mos < 2.5), (mos, text)
+    plain = next(iter(_dm(bench, mode="pointwise", batch_size=6, reasoning=False).train_dataloader()))
+    assert plain.rationale == [""] * 6
     with pytest.raises(ValueError, match="pairwise"):
         _dm(bench, mode="listwise")
 

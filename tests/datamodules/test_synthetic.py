@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 from scipy.stats import spearmanr
 
 from datamodules.synthetic import (
-    DISTORTION_KEYWORDS,
     HELD_OUT_FAMILIES,
     LABEL_COLUMNS,
     PRESETS,
@@ -21,8 +19,6 @@ from datamodules.synthetic import (
     encode_mp4,
     generate_benchmark,
     make_clip,
-    make_rationale,
-    rationale_for_table,
 )
 from datamodules.synthetic_distort import (
     HELD_OUT_DISTORTIONS,
@@ -145,43 +141,6 @@ def test_ood_splits_hold_unseen_factors(rows: list[dict]) -> None:
             assert set(r["distortions"].split(";")) & set(HELD_OUT_DISTORTIONS), r["video"]
     assert {r["source"] for r in train} <= set(TRAIN_SOURCES)
     assert {r["source"] for r in rows if r["split"] == "ood_calibration"} <= set(HELD_OUT_SOURCES)
-
-
-INFO_A = {"content": "scene", "distortions": ["noise", "compression"], "severities": [0.2, 0.8]}
-INFO_B = {"content": "ripples", "distortions": ["blur", "stutter", "flicker"], "severities": [0.5, 0.9, 0.1]}
-
-
-@pytest.mark.parametrize("margin", [1.5, 0.8, 0.3, 0.1, -0.05, -0.4, -0.9, -2.5])
-def test_rationale_is_truthful(margin: float) -> None:
-    for seed in range(5):
-        text = make_rationale(INFO_A, INFO_B, margin, np.random.default_rng(seed))
-        assert 25 <= len(text.split()) <= 60, text
-        evidence_a, evidence_b = text.split("Video B")[0], text.split("Video B")[1]
-        for d in INFO_A["distortions"]:
-            assert DISTORTION_KEYWORDS[d] in evidence_a
-        for d in INFO_B["distortions"]:
-            assert DISTORTION_KEYWORDS[d] in evidence_b
-        assert "<think>" not in text
-        if abs(margin) < 0.2:
-            assert "about the same" in text
-        else:
-            better = "A" if margin > 0 else "B"
-            assert f"Video {better} is" in text or f"Video {better} looks" in text or \
-                f"favours Video {better}" in text, text
-            assert "about the same" not in text
-
-
-def test_rationale_for_table_reads_extra_columns() -> None:
-    # pandas parses single-valued cells as float: both forms must work
-    table = SimpleNamespace(benchmark="synthetic", extra={
-        "content": ["shapes", "zoom_noise"], "distortions": ["downscale;color", "noise"],
-        "severities": ["0.700;0.100", 0.25]})
-    text = rationale_for_table(table, 0, 1, margin=-0.9)
-    assert "resolution" in text and "colour" in text and "noise" in text
-    assert "Video B is clearly better" in text or "favours Video B" in text or "Video B looks" in text
-    assert text == rationale_for_table(table, 0, 1, margin=-0.9)  # deterministic per pair
-    with pytest.raises(KeyError, match="content"):
-        rationale_for_table(SimpleNamespace(benchmark="x", extra={}), 0, 1, 0.5)
 
 
 def test_bad_size_is_rejected(tmp_path: Path) -> None:

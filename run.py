@@ -27,10 +27,16 @@ CONF = Path(__file__).resolve().parent / "conf"
 
 def main(args: ArgsType = None, run: bool = True) -> VersusQCLI:
     """Build the CLI (and run the subcommand unless ``run`` is False)."""
-    return VersusQCLI(LightningModule, LightningDataModule, subclass_mode_model=True,
-                      subclass_mode_data=True, args=args, run=run,
-                      default_config_files=[str(CONF / "base.yaml"), str(CONF / "model.yaml")],
-                      save_config_kwargs={"overwrite": True})
+    return VersusQCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        default_config_files=[str(CONF / "base.yaml"), str(CONF / "model.yaml")],
+        save_config_kwargs={"overwrite": True},
+    )
 
 
 if __name__ == "__main__":

@@ -132,8 +132,13 @@ def data_overrides(data: Path | None) -> list[str]:
     home = Path(init["train_sets"][0]["label_file"]).parent
     args = []
     for key in ("train_sets", "val_sets", "test_sets"):
-        specs = [{k: str(data / Path(v).relative_to(home)) if k in ("label_file", "video_root") and v else v
-                  for k, v in spec.items()} for spec in init[key]]
+        specs = [
+            {
+                k: str(data / Path(v).relative_to(home)) if k in ("label_file", "video_root") and v else v
+                for k, v in spec.items()
+            }
+            for spec in init[key]
+        ]
         args.append(f"--data.init_args.{key}={json.dumps(specs)}")
     return args
 
@@ -156,9 +161,12 @@ def last_checkpoint(out: Path, seed: int, job: str) -> Path:
 
 
 def _place(out: Path, seed: int, job: str) -> list[str]:
-    return [f"--trainer.default_root_dir={job_dir(out, seed, job)}",
-            f"--trainer.logger.init_args.save_dir={out / f'seed{seed}'}",
-            f"--trainer.logger.init_args.name={job}", "--trainer.logger.init_args.version=0"]
+    return [
+        f"--trainer.default_root_dir={job_dir(out, seed, job)}",
+        f"--trainer.logger.init_args.save_dir={out / f'seed{seed}'}",
+        f"--trainer.logger.init_args.name={job}",
+        "--trainer.logger.init_args.version=0",
+    ]
 
 
 def fit_command(job: str, seed: int, out: Path, steps: int, extra: Sequence[str]) -> list[str]:
@@ -166,11 +174,26 @@ def fit_command(job: str, seed: int, out: Path, steps: int, extra: Sequence[str]
     steps over ``steps`` x items-per-step fresh pairs (pointwise rows cycle their videos)."""
     phase, overlay, parent = TRAIN_JOBS[job]
     items = steps * items_per_step(phase_config(phase, overlay))
-    cmd = [sys.executable, str(ROOT / "run.py"), "fit", "--config", str(CONF / f"{phase}.yaml"),
-           "--config", str(CONF / "tiny.yaml"), "--config", str(CONF / "ablations" / f"{overlay}.yaml"),
-           f"--seed_everything={seed}", f"--model.init_args.seed={seed}", f"--data.init_args.pair_seed={seed}",
-           f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1", "--trainer.limit_val_batches=0",
-           f"--data.init_args.num_train_pairs={items}", *_place(out, seed, job), *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "fit",
+        "--config",
+        str(CONF / f"{phase}.yaml"),
+        "--config",
+        str(CONF / "tiny.yaml"),
+        "--config",
+        str(CONF / "ablations" / f"{overlay}.yaml"),
+        f"--seed_everything={seed}",
+        f"--model.init_args.seed={seed}",
+        f"--data.init_args.pair_seed={seed}",
+        f"--trainer.max_steps={steps}",
+        "--trainer.max_epochs=-1",
+        "--trainer.limit_val_batches=0",
+        f"--data.init_args.num_train_pairs={items}",
+        *_place(out, seed, job),
+        *extra,
+    ]
     if parent:
         cmd.append(f"--model.init_args.init_from={last_checkpoint(out, seed, parent)}")
     return cmd
@@ -178,9 +201,19 @@ def fit_command(job: str, seed: int, out: Path, steps: int, extra: Sequence[str]
 
 def eval_command(job: str, seed: int, out: Path, extra: Sequence[str]) -> list[str]:
     """``run.py test`` of a train job's checkpoint: every aggregator on the same comparisons."""
-    return [sys.executable, str(ROOT / "run.py"), "test", "--config", str(CONF / "eval.yaml"),
-            "--config", str(CONF / "tiny.yaml"), f"--ckpt_path={last_checkpoint(out, seed, job)}",
-            f"--seed_everything={seed}", *_place(out, seed, f"test_{job}"), *extra]
+    return [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "test",
+        "--config",
+        str(CONF / "eval.yaml"),
+        "--config",
+        str(CONF / "tiny.yaml"),
+        f"--ckpt_path={last_checkpoint(out, seed, job)}",
+        f"--seed_everything={seed}",
+        *_place(out, seed, f"test_{job}"),
+        *extra,
+    ]
 
 
 def run_job(cmd: list[str], folder: Path) -> bool:
@@ -226,8 +259,16 @@ def records_of(out: Path, seed: int, variant: str) -> list[dict[str, Any]]:
     rows = [r for r in tables.read_csv(csv_path) if r["aggregator"] == aggregator]
     if not rows:
         raise ValueError(f"{csv_path}: no {aggregator!r} rows (variant {variant})")
-    return [{"variant": variant, "seed": seed, "split": r["benchmark"],
-             "srcc": _finite(r["srcc"]), "plcc": _finite(r["plcc"])} for r in rows]
+    return [
+        {
+            "variant": variant,
+            "seed": seed,
+            "split": r["benchmark"],
+            "srcc": _finite(r["srcc"]),
+            "plcc": _finite(r["plcc"]),
+        }
+        for r in rows
+    ]
 
 
 def _finite(value: Any) -> float | None:
@@ -235,8 +276,9 @@ def _finite(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def run_matrix(variants: Sequence[str], seeds: Sequence[int], out: Path, steps: Mapping[str, int],
-               extra: Sequence[str]) -> list[dict[str, Any]]:
+def run_matrix(
+    variants: Sequence[str], seeds: Sequence[int], out: Path, steps: Mapping[str, int], extra: Sequence[str]
+) -> list[dict[str, Any]]:
     """Train and test what ``variants`` x ``seeds`` need (finished jobs skipped); their records."""
     records = []
     for seed in seeds:
@@ -275,8 +317,9 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{mean:.3f} ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else f"{mean:.3f}"
 
 
-def seed_cells(values: Mapping[int, Mapping[str, Mapping[str, float]]], layout: Mapping[str, list[str]],
-               metric: str) -> list[str]:
+def seed_cells(
+    values: Mapping[int, Mapping[str, Mapping[str, float]]], layout: Mapping[str, list[str]], metric: str
+) -> list[str]:
     """One Table 2 row: per split and per group average (averaged per seed first), mean ± std."""
     cells: list[str] = []
     for group in (tables.IN_DOMAIN, tables.OUT_OF_DOMAIN):
@@ -322,25 +365,52 @@ def ensure_data(data: Path, size: str) -> None:
     if (data / "labels.csv").is_file():
         return
     print(f"[ablations] generating the synthetic benchmark ({size}) -> {data}", flush=True)
-    subprocess.check_call([sys.executable, "-m", "datamodules.synthetic", "--out", str(data), "--seed", "0",
-                           "--size", size, "--workers", "1" if size == "tiny" else "2"], cwd=ROOT)
+    subprocess.check_call(
+        [
+            sys.executable,
+            "-m",
+            "datamodules.synthetic",
+            "--out",
+            str(data),
+            "--seed",
+            "0",
+            "--size",
+            size,
+            "--workers",
+            "1" if size == "tiny" else "2",
+        ],
+        cwd=ROOT,
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (``--quick`` changes the defaults to a minute-scale smoke run)."""
     p = argparse.ArgumentParser(description="Table 2 ablations on the synthetic benchmark (CPU).")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
-                   help="rows to run (default: all; --quick: sft_no_reasoning)")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=None,
+        help="rows to run (default: all; --quick: sft_no_reasoning)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (--quick: 0)")
     p.add_argument("--sft-steps", type=int, default=None, help="default: conf/tiny.yaml trainer.max_steps")
     p.add_argument("--grpo-steps", type=int, default=None, help="default: --grpo-ratio x SFT items")
     p.add_argument("--grpo-ratio", type=float, default=4.0, help="GRPO prompts per SFT item (App. B: ~4)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="rationale budget (default: the configs')")
     p.add_argument("--out", type=Path, default=None, help="job folders (default outputs/ablations)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="synthetic benchmark folder (default: conf/tiny.yaml's; --quick: <out>/data, tiny size)")
-    p.add_argument("--results", type=Path, default=None,
-                   help=f"records JSON (default {RESULTS.relative_to(ROOT)}; --quick: <out>/ablations.json)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="synthetic benchmark folder (default: conf/tiny.yaml's; --quick: <out>/data, tiny size)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"records JSON (default {RESULTS.relative_to(ROOT)}; --quick: <out>/ablations.json)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 2 steps per phase, tiny data, 16 tokens")
     p.add_argument("--tables-only", action="store_true", help="rebuild table2.md from the records JSON")
     args = p.parse_args(argv)
@@ -371,8 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = data_overrides(data)
     if args.max_new_tokens:
         extra.append(f"--model.init_args.max_new_tokens={args.max_new_tokens}")
-    print(f"[ablations] variants {args.variants} x seeds {args.seeds}; steps per phase {steps}; "
-          f"jobs under {args.out}", flush=True)
+    print(
+        f"[ablations] variants {args.variants} x seeds {args.seeds}; steps per phase {steps}; jobs under {args.out}",
+        flush=True,
+    )
     start = time.perf_counter()
     records = merge_records(old, run_matrix(args.variants, args.seeds, args.out, steps, extra))
     table = write_outputs(records, args.results)

@@ -36,9 +36,7 @@ SYNTHETIC = {"1080p": (1920, 1080), "4k": (3840, 2160)}
 def encode_synthetic(path: Path, width: int, height: int, seconds: float, fps: int = 30) -> Path:
     """Write a moving-pattern libx264 clip (textured so the decoder does real work)."""
     rng = np.random.default_rng(0)
-    texture = (
-        rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-    )
+    texture = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -111,9 +109,7 @@ def run_set(backend: str, clips: list[Path], repeats: int) -> dict:
 
 def print_table(results: dict[str, list[dict]]) -> None:
     """Print one row per (clip set, backend)."""
-    print(
-        f"{'set':<7}{'backend':<12}{'clips/s':>9}{'frames/s':>10}{'ms/clip':>9}{'peak RSS MB':>13}{'(import)':>10}"
-    )
+    print(f"{'set':<7}{'backend':<12}{'clips/s':>9}{'frames/s':>10}{'ms/clip':>9}{'peak RSS MB':>13}{'(import)':>10}")
     for name, rows in results.items():
         for r in rows:
             if "error" in r:
@@ -146,13 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (w, h) in SYNTHETIC.items():
             sets[name] = [encode_synthetic(Path(tmp) / f"{name}.mp4", w, h, args.seconds)]
-        results = {
-            name: [run_set(b, clips, args.repeats) for b in args.backends]
-            for name, clips in sets.items()
-        }
+        results = {name: [run_set(b, clips, args.repeats) for b in args.backends] for name, clips in sets.items()}
     report = {
-        "command": "python benchmarks/decode_bench.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/decode_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}",
         "workload": "load_clip defaults: 8 uniform frames (short side 224) + 64 dense frames (224x224)",
         "synthetic_seconds": args.seconds,

@@ -46,13 +46,22 @@ LM_LAYERS = ".language_model.layers."
 #: The GPU configs' dtype and precision (conf/model.yaml, conf/sft.yaml), over tiny.yaml's CPU ones.
 GPU_SETTINGS = ["--model.init_args.dtype=bfloat16", "--trainer.precision=bf16-mixed"]
 RUNS: dict[str, dict[str, Any]] = {
-    "before": {"args": GPU_SETTINGS, "old": True,
-               "what": "bf16 weights, bf16-mixed, AdamW on bf16 (old behaviour, emulated)"},
+    "before": {
+        "args": GPU_SETTINGS,
+        "old": True,
+        "what": "bf16 weights, bf16-mixed, AdamW on bf16 (old behaviour, emulated)",
+    },
     "after": {"args": GPU_SETTINGS, "old": False, "what": "shipped: bf16 storage, fp32 trainable, bf16-mixed"},
-    "fp32_reference": {"args": ["--model.init_args.dtype=float32", "--trainer.precision=bf16-mixed"], "old": False,
-                       "what": "fp32 weights, bf16-mixed"},
-    "bf16_true": {"args": ["--model.init_args.dtype=bfloat16", "--trainer.precision=bf16-true"], "old": False,
-                  "what": "bf16-true (weights cast, no masters): refused"},
+    "fp32_reference": {
+        "args": ["--model.init_args.dtype=float32", "--trainer.precision=bf16-mixed"],
+        "old": False,
+        "what": "fp32 weights, bf16-mixed",
+    },
+    "bf16_true": {
+        "args": ["--model.init_args.dtype=bfloat16", "--trainer.precision=bf16-true"],
+        "old": False,
+        "what": "bf16-true (weights cast, no masters): refused",
+    },
 }
 
 
@@ -62,19 +71,27 @@ def old_behaviour(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    with mock.patch.object(training, "keep_trainable_fp32", lambda module: 0), \
-            mock.patch.object(training, "check_trainable_fp32", lambda *a, **k: None):
+    with (
+        mock.patch.object(training, "keep_trainable_fp32", lambda module: 0),
+        mock.patch.object(training, "check_trainable_fp32", lambda *a, **k: None),
+    ):
         yield
 
 
 def data_args(root: Path) -> list[str]:
     """Train on the synthetic train split; no validation (only the optimiser steps matter)."""
-    def sets(split: str) -> str:
-        return json.dumps([{"name": f"syn_{split}", "label_file": str(root / "labels.csv"), "video_root": str(root),
-                            "split": split}])
 
-    return [f"--data.init_args.train_sets={sets('train')}", f"--data.init_args.val_sets={sets('test')}",
-            f"--data.init_args.test_sets={sets('test')}", "--trainer.limit_val_batches=0"]
+    def sets(split: str) -> str:
+        return json.dumps(
+            [{"name": f"syn_{split}", "label_file": str(root / "labels.csv"), "video_root": str(root), "split": split}]
+        )
+
+    return [
+        f"--data.init_args.train_sets={sets('train')}",
+        f"--data.init_args.val_sets={sets('test')}",
+        f"--data.init_args.test_sets={sets('test')}",
+        "--trainer.limit_val_batches=0",
+    ]
 
 
 def moved(before: dict[str, torch.Tensor], module: torch.nn.Module) -> tuple[int, int]:
@@ -86,28 +103,45 @@ def moved(before: dict[str, torch.Tensor], module: torch.nn.Module) -> tuple[int
 
 def fit_once(name: str, spec: dict[str, Any], data: Path, steps: int, lr: float, out: Path) -> dict[str, Any]:
     """One ``run.py fit`` (no subcommand run; ``trainer.fit`` called here) and its measurements."""
-    args = ["--config", str(run.CONF / "sft.yaml"), "--config", str(run.CONF / "tiny.yaml"), *spec["args"],
-            f"--model.init_args.lr_backbone={lr}", "--model.init_args.warmup_steps=0", f"--trainer.max_steps={steps}",
-            f"--trainer.default_root_dir={out / name}",
-            f"--trainer.logger.init_args.save_dir={out / name}", *data_args(data)]
+    args = [
+        "--config",
+        str(run.CONF / "sft.yaml"),
+        "--config",
+        str(run.CONF / "tiny.yaml"),
+        *spec["args"],
+        f"--model.init_args.lr_backbone={lr}",
+        "--model.init_args.warmup_steps=0",
+        f"--trainer.max_steps={steps}",
+        f"--trainer.default_root_dir={out / name}",
+        f"--trainer.logger.init_args.save_dir={out / name}",
+        *data_args(data),
+    ]
     start = time.perf_counter()
     with old_behaviour(spec["old"]):
         cli = run.main(args, run=False)
         model = cli.model
         trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         layers = {n: t for n, t in trainable.items() if LM_LAYERS in n}
-        row: dict[str, Any] = {"what": spec["what"], "args": spec["args"],
-                               "trainable_dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in trainable.values()})}
+        row: dict[str, Any] = {
+            "what": spec["what"],
+            "args": spec["args"],
+            "trainable_dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in trainable.values()}),
+        }
         try:
             cli.trainer.fit(model, datamodule=cli.datamodule)
         except ValueError as error:
             return {**row, "refused": str(error).split(":")[0], "seconds": round(time.perf_counter() - start, 1)}
     lm_changed, lm_total = moved(layers, model)
     all_changed, all_total = moved(trainable, model)
-    return {**row, "steps": cli.trainer.global_step, "lm_layer_weights_moved": lm_changed / lm_total,
-            "lm_layer_elements": lm_total, "trainable_moved": all_changed / all_total,
-            "train_loss": float(cli.trainer.callback_metrics.get("train/loss", float("nan"))),
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        **row,
+        "steps": cli.trainer.global_step,
+        "lm_layer_weights_moved": lm_changed / lm_total,
+        "lm_layer_elements": lm_total,
+        "trainable_moved": all_changed / all_total,
+        "train_loss": float(cli.trainer.callback_metrics.get("train/loss", float("nan"))),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -122,16 +156,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         generate_benchmark(args.data, seed=0, size="tiny", workers=1, progress=False)
     with tempfile.TemporaryDirectory(prefix="gpu-path-bench-") as tmp:
         runs = {name: fit_once(name, spec, args.data, args.steps, args.lr, Path(tmp)) for name, spec in RUNS.items()}
-    result = {"command": "python benchmarks/gpu_path_bench.py " + " ".join(argv or sys.argv[1:]),
-              "steps": args.steps, "lr_backbone": args.lr, "model": "tiny", "torch": torch.__version__, "runs": runs}
+    result = {
+        "command": "python benchmarks/gpu_path_bench.py " + " ".join(argv or sys.argv[1:]),
+        "steps": args.steps,
+        "lr_backbone": args.lr,
+        "model": "tiny",
+        "torch": torch.__version__,
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"{'run':16s} {'LM layer weights moved':>23s} {'trainable moved':>16s} {'trainable dtype':>16s}  note")
     for name, r in runs.items():
         lm = f"{100 * r['lm_layer_weights_moved']:.1f} %" if "lm_layer_weights_moved" in r else "-"
         tr = f"{100 * r['trainable_moved']:.1f} %" if "trainable_moved" in r else "-"
-        print(f"{name:16s} {lm:>23s} {tr:>16s} {','.join(r['trainable_dtypes']):>16s}  "
-              f"{r.get('refused') or r['what']}")
+        print(f"{name:16s} {lm:>23s} {tr:>16s} {','.join(r['trainable_dtypes']):>16s}  {r.get('refused') or r['what']}")
     return result
 
 

@@ -50,8 +50,9 @@ def _batch(pairs: int, motion_frames: int) -> PairBatch:
 def run(steps: int, pairs: int, generations: int, max_new_tokens: int, motion_frames: int) -> dict:
     """Time ``steps`` rollouts and ``steps`` full MC-GRPO steps (rollout + update)."""
     torch.manual_seed(0)
-    module = VersusQModule(motion_frames=motion_frames, phase="mcgrpo", num_generations=generations,
-                           max_new_tokens=max_new_tokens)
+    module = VersusQModule(
+        motion_frames=motion_frames, phase="mcgrpo", num_generations=generations, max_new_tokens=max_new_tokens
+    )
     module.log_dict = lambda metrics, **kw: None  # no Trainer here
     callback = RolloutCallback(engine="hf")  # G and the token budget are the module's
     callback.setup(SimpleNamespace(global_step=0), module, "fit")  # type: ignore[arg-type]
@@ -97,9 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        figures = run(
-            args.steps, args.pairs, args.generations, args.max_new_tokens, args.motion_frames
-        )
+        figures = run(args.steps, args.pairs, args.generations, args.max_new_tokens, args.motion_frames)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result = {
         "benchmark": "grpo_bench",

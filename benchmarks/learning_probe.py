@@ -50,32 +50,51 @@ def install_oracle(module: VersusQModule, quality: dict[str, float], gain: float
     """Replace the vision features of every clip by ``gain * (q - 0.5) * u`` on each token."""
     encoders = module.model.encoders
     real = encoders.vision
-    direction = torch.randn(module.model.vlm.config.text_config.hidden_size,
-                            generator=torch.Generator().manual_seed(seed))
+    direction = torch.randn(
+        module.model.vlm.config.text_config.hidden_size, generator=torch.Generator().manual_seed(seed)
+    )
     direction /= direction.norm()
 
     def oracle(clips: Sequence[Any], device: torch.device, dtype: torch.dtype) -> list[VisionFeatures]:
         out = []
         for feats, clip in zip(real(clips, device, dtype), clips):
             token = (direction * gain * (quality[clip.path] - 0.5)).to(device, dtype)
-            out.append(VisionFeatures(feats.grid_thw, token.expand_as(feats.embeds).clone(),
-                                      [torch.zeros_like(d) for d in feats.deepstack]))
+            out.append(
+                VisionFeatures(
+                    feats.grid_thw,
+                    token.expand_as(feats.embeds).clone(),
+                    [torch.zeros_like(d) for d in feats.deepstack],
+                )
+            )
         return out
 
     encoders.vision = oracle
 
 
-def pair_batch(table: Any, clips: dict[str, Any], a: np.ndarray, b: np.ndarray,
-               margins: np.ndarray | None, rationales: list[str] | None) -> PairBatch:
+def pair_batch(
+    table: Any,
+    clips: dict[str, Any],
+    a: np.ndarray,
+    b: np.ndarray,
+    margins: np.ndarray | None,
+    rationales: list[str] | None,
+) -> PairBatch:
     """A ``PairBatch`` of rows ``a`` vs ``b`` of ``table``."""
-    return PairBatch([clips[table.paths[i]] for i in a], [clips[table.paths[j]] for j in b],
-                     None if margins is None else torch.tensor(margins, dtype=torch.float32),
-                     rationales, [table.benchmark] * len(a), torch.as_tensor(a), torch.as_tensor(b))
+    return PairBatch(
+        [clips[table.paths[i]] for i in a],
+        [clips[table.paths[j]] for j in b],
+        None if margins is None else torch.tensor(margins, dtype=torch.float32),
+        rationales,
+        [table.benchmark] * len(a),
+        torch.as_tensor(a),
+        torch.as_tensor(b),
+    )
 
 
 @torch.no_grad()
-def evaluate(module: VersusQModule, tables: dict[str, Any], clips: dict[str, Any],
-             batch: int = 32) -> dict[str, dict[str, float]]:
+def evaluate(
+    module: VersusQModule, tables: dict[str, Any], clips: dict[str, Any], batch: int = 32
+) -> dict[str, dict[str, float]]:
     """LSQ SRCC/PLCC of each eval split from 5N random generated comparisons, and the forced share."""
     module.eval()
     out = {}
@@ -85,15 +104,17 @@ def evaluate(module: VersusQModule, tables: dict[str, Any], clips: dict[str, Any
         edges = np.array([rng.choice(n, 2, replace=False) for _ in range(5 * n)])  # (5N, 2)
         values, forced = [], []
         for k in range(0, len(edges), batch):
-            a, b = edges[k:k + batch, 0], edges[k:k + batch, 1]
+            a, b = edges[k : k + batch, 0], edges[k : k + batch, 1]
             m, _, f = module.predict_margin(pair_batch(table, clips, a, b, None, None))
             values.append(m.numpy())
             forced.append(f.numpy())
         margins = np.concatenate(values)
         scores = ranking.lsq_solve(edges, margins, n, warn=False).scores
-        out[split] = {"srcc": float(spearmanr(scores, table.mos)[0]),
-                      "plcc": float(np.corrcoef(scores, table.mos)[0, 1]),
-                      "forced_frac": float(np.concatenate(forced).mean())}
+        out[split] = {
+            "srcc": float(spearmanr(scores, table.mos)[0]),
+            "plcc": float(np.corrcoef(scores, table.mos)[0, 1]),
+            "forced_frac": float(np.concatenate(forced).mean()),
+        }
     module.train()
     return out
 
@@ -110,24 +131,33 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
         table.paths = [str(Path(args.data) / name) for name in table.names]
         table.benchmark = split
         clips.update({p: decode.load(p) for p in table.paths})
-    module = VersusQModule(motion_frames=16, head_hidden=64, freeze_vision=bool(args.freeze_vision),
-                           reasoning=bool(args.reasoning),
-                           max_new_tokens=args.max_new_tokens, seed=args.seed)
+    module = VersusQModule(
+        motion_frames=16,
+        head_hidden=64,
+        freeze_vision=bool(args.freeze_vision),
+        reasoning=bool(args.reasoning),
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
     if vision == "oracle":
         quality = {p: float(q) for t in tables.values() for p, q in zip(t.paths, t.extra["q"])}
         install_oracle(module, quality, args.oracle_gain, args.seed)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
+        optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
+    )
     train = tables["train"]
     pairs = build_pairs(train, 20000, seed=args.seed)
     history, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
         idx = rng.integers(0, len(pairs.margin), args.batch_size)
         a, b, m = pairs.index_a[idx], pairs.index_b[idx], pairs.margin[idx]
-        texts = ([rationale_for_table(train, int(i), int(j), float(g)) for i, j, g in zip(a, b, m)]
-                 if args.reasoning else [""] * len(a))
+        texts = (
+            [rationale_for_table(train, int(i), int(j), float(g)) for i, j, g in zip(a, b, m)]
+            if args.reasoning
+            else [""] * len(a)
+        )
         loss = module.sft_loss(pair_batch(train, clips, a, b, m, texts))["loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -137,8 +167,10 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
         if step % args.eval_every == 0 or step == args.steps:
             result = evaluate(module, tables, clips)
             history.append({"step": step, "seconds": round(time.perf_counter() - start, 1), **result})
-            print(f"{vision:>6} step {step:4d}  " + "  ".join(
-                f"{s} {r['srcc']:+.2f}" for s, r in result.items()), flush=True)
+            print(
+                f"{vision:>6} step {step:4d}  " + "  ".join(f"{s} {r['srcc']:+.2f}" for s, r in result.items()),
+                flush=True,
+            )
     return {"vision": vision, "history": history, "final": history[-1]}
 
 
@@ -153,8 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--oracle-gain", type=float, default=4.0)
     ap.add_argument("--vision", nargs="+", default=["oracle", "model"], choices=("oracle", "model"))
-    ap.add_argument("--freeze-vision", type=int, default=0, choices=(0, 1),
-                    help="1: the tiny vision tower stays at its random initialisation (features cached)")
+    ap.add_argument(
+        "--freeze-vision",
+        type=int,
+        default=0,
+        choices=(0, 1),
+        help="1: the tiny vision tower stays at its random initialisation (features cached)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/learning_probe.json")
     args = ap.parse_args(argv)

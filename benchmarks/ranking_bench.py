@@ -45,7 +45,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHES = ("lsvq_test", "lsvq_1080p", "konvid1k", "live_vqc", "yt_gaming", "waterloo_4k", "vdpve")
 AGGREGATORS = ranking.AGGREGATOR_NAMES
 SAMPLER_VARIANTS: dict[str, Callable[..., ranking.BaseSampler]] = {
-    **ranking.SAMPLERS, "appendix_a_lsq": partial(ranking.AppendixASampler, provisional="lsq"),
+    **ranking.SAMPLERS,
+    "appendix_a_lsq": partial(ranking.AppendixASampler, provisional="lsq"),
 }
 
 
@@ -68,8 +69,9 @@ def connected_graph(n: int, seed: int = 0) -> np.ndarray:
 
 def _lsqr_from_edges(pairs: np.ndarray, m: np.ndarray, n: int, atol: float) -> tuple:
     e = len(pairs)
-    a = sp.csr_matrix((np.concatenate([np.ones(e), -np.ones(e)]),
-                       (np.tile(np.arange(e), 2), pairs.T.ravel())), shape=(e, n))
+    a = sp.csr_matrix(
+        (np.concatenate([np.ones(e), -np.ones(e)]), (np.tile(np.arange(e), 2), pairs.T.ravel())), shape=(e, n)
+    )
     out = lsqr(a, m, atol=atol, btol=atol, iter_lim=10000)
     return out[0] - out[0].mean(), out[2]
 
@@ -102,11 +104,18 @@ def bench_speed(n: int, repeats: int = 2) -> dict:
         t_ours.append(t)
         (x_l, it_l), t = _timed(lambda: _lsqr_from_edges(pairs, m, n, 1e-8))
         t_lsqr.append(t)
-    row.update(lsq_s=min(t_ours), lsq_s_all=t_ours, lsq_iters=res.iterations,
-               lsq_residual=res.residual, lsq_residual_check=_normal_residual(pairs, m, res.scores),
-               lsqr_s=min(t_lsqr), lsqr_s_all=t_lsqr, lsqr_iters=int(it_l),
-               lsqr_residual=_normal_residual(pairs, m, x_l),
-               max_abs_diff=float(np.abs(res.scores - x_l).max()))
+    row.update(
+        lsq_s=min(t_ours),
+        lsq_s_all=t_ours,
+        lsq_iters=res.iterations,
+        lsq_residual=res.residual,
+        lsq_residual_check=_normal_residual(pairs, m, res.scores),
+        lsqr_s=min(t_lsqr),
+        lsqr_s_all=t_lsqr,
+        lsqr_iters=int(it_l),
+        lsqr_residual=_normal_residual(pairs, m, x_l),
+        max_abs_diff=float(np.abs(res.scores - x_l).max()),
+    )
     row["speedup"] = row["lsqr_s"] / row["lsq_s"]
     if n <= 2000:
         a = np.zeros((len(pairs), n))
@@ -117,9 +126,15 @@ def bench_speed(n: int, repeats: int = 2) -> dict:
     return row
 
 
-def bench_recovery(name: str, sigma: float, seed: int = 0, steps: int = 10,
-                   samplers: Sequence[str] = tuple(SAMPLER_VARIANTS),
-                   mos: np.ndarray | None = None, batch_size: int | None = None) -> list[dict]:
+def bench_recovery(
+    name: str,
+    sigma: float,
+    seed: int = 0,
+    steps: int = 10,
+    samplers: Sequence[str] = tuple(SAMPLER_VARIANTS),
+    mos: np.ndarray | None = None,
+    batch_size: int | None = None,
+) -> list[dict]:
     """Every sampler x aggregator on one benchmark's MOS with simulated noisy margins.
 
     One row per (sampler, aggregator): final SRCC/PLCC, the Fig. 4 stability points over
@@ -134,21 +149,38 @@ def bench_recovery(name: str, sigma: float, seed: int = 0, steps: int = 10,
         rng = np.random.default_rng(seed + 1)
         pairs, margins = ranking.run_comparisons(
             lambda q, rng=rng: mos[q[:, 0]] - mos[q[:, 1]] + sigma * rng.normal(size=len(q)),
-            n, sampler=SAMPLER_VARIANTS[sname](n, seed=seed), batch_size=batch_size)
+            n,
+            sampler=SAMPLER_VARIANTS[sname](n, seed=seed),
+            batch_size=batch_size,
+        )
         conv = ranking.convergence(pairs, margins, mos, ["lsq", "elo", "winrate"], steps=steps)
         lsq = ranking.lsq_solve(pairs, margins, n, warn=False)
-        graph = {"edges": len(pairs), "components": lsq.num_components,
-                 "isolated": len(lsq.isolated),
-                 "largest_frac": float(lsq.component_sizes.max() / n),
-                 "lsq_rmse": float(np.sqrt(np.mean((lsq.scores - (mos - mos.mean())) ** 2))),
-                 "rmse_bound": sigma / np.sqrt(2 * len(pairs) / n)}
+        graph = {
+            "edges": len(pairs),
+            "components": lsq.num_components,
+            "isolated": len(lsq.isolated),
+            "largest_frac": float(lsq.component_sizes.max() / n),
+            "lsq_rmse": float(np.sqrt(np.mean((lsq.scores - (mos - mos.mean())) ** 2))),
+            "rmse_bound": sigma / np.sqrt(2 * len(pairs) / n),
+        }
         for agg, func in funcs.items():
             corr = ranking.correlations(func(pairs, margins, n), mos)
             stable = conv.stable_at.get(agg, {})
-            rows.append({"benchmark": name, "n": n, "sigma": sigma, "seed": seed,
-                         "sampler": sname, "aggregator": agg, "srcc": corr["srcc"],
-                         "plcc": corr["plcc"], "stable_srcc_edges": stable.get("srcc"),
-                         "stable_plcc_edges": stable.get("plcc"), **graph})
+            rows.append(
+                {
+                    "benchmark": name,
+                    "n": n,
+                    "sigma": sigma,
+                    "seed": seed,
+                    "sampler": sname,
+                    "aggregator": agg,
+                    "srcc": corr["srcc"],
+                    "plcc": corr["plcc"],
+                    "stable_srcc_edges": stable.get("srcc"),
+                    "stable_plcc_edges": stable.get("plcc"),
+                    **graph,
+                }
+            )
     return rows
 
 
@@ -166,9 +198,15 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
                 row[f"{agg}_srcc"], row[f"{agg}_srcc_std"] = srcc.mean(), srcc.std()
             row["lsq_plcc"] = float(np.mean([r["plcc"] for r in sub if r["aggregator"] == "lsq"]))
             for agg in ("lsq", "elo", "winrate"):  # Fig. 4: SRCC stable after this share of 5N
-                row[f"{agg}_stable"] = float(np.mean([
-                    np.nan if r["stable_srcc_edges"] is None else r["stable_srcc_edges"] / r["edges"]
-                    for r in sub if r["aggregator"] == agg]))
+                row[f"{agg}_stable"] = float(
+                    np.mean(
+                        [
+                            np.nan if r["stable_srcc_edges"] is None else r["stable_srcc_edges"] / r["edges"]
+                            for r in sub
+                            if r["aggregator"] == agg
+                        ]
+                    )
+                )
             runs = [r for r in sub if r["aggregator"] == "lsq"]
             row["runs"] = len(runs)
             row["disconnected"] = sum(r["components"] > 1 for r in runs) / len(runs)
@@ -178,30 +216,43 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
 
 def paired_gap(rows: Sequence[dict], a: str, b: str) -> list[dict]:
     """``a - b`` SRCC per aggregator and σ, paired by (benchmark, seed): mean, std, min, max."""
-    key = {(r["sampler"], r["aggregator"], r["sigma"], r["benchmark"], r["seed"]): r["srcc"]
-           for r in rows}
+    key = {(r["sampler"], r["aggregator"], r["sigma"], r["benchmark"], r["seed"]): r["srcc"] for r in rows}
     out = []
     for sigma in sorted({r["sigma"] for r in rows}):
         for agg in AGGREGATORS:
-            d = np.array([v - key[(b, *k[1:])] for k, v in key.items()
-                          if k[0] == a and k[1] == agg and k[2] == sigma and (b, *k[1:]) in key])
+            d = np.array(
+                [
+                    v - key[(b, *k[1:])]
+                    for k, v in key.items()
+                    if k[0] == a and k[1] == agg and k[2] == sigma and (b, *k[1:]) in key
+                ]
+            )
             if len(d):
-                out.append({"gap": f"{a} - {b}", "sigma": sigma, "aggregator": agg,
-                            "mean": d.mean(), "std": d.std(), "min": d.min(), "max": d.max(),
-                            "pairs": len(d)})
+                out.append(
+                    {
+                        "gap": f"{a} - {b}",
+                        "sigma": sigma,
+                        "aggregator": agg,
+                        "mean": d.mean(),
+                        "std": d.std(),
+                        "min": d.min(),
+                        "max": d.max(),
+                        "pairs": len(d),
+                    }
+                )
     return out
 
 
 def _table(rows: Sequence[dict], keys: Sequence[str]) -> str:
     lines = [" | ".join(f"{k:>14}" for k in keys)]
     for r in rows:
-        lines.append(" | ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else
-                                f"{r[k]!s:>14}" for k in keys))
+        lines.append(" | ".join(f"{r[k]:>14.4g}" if isinstance(r[k], float) else f"{r[k]!s:>14}" for k in keys))
     return "\n".join(lines)
 
 
-def run_recovery(names: Sequence[str], sigmas: Sequence[float], seeds: Sequence[int],
-                 batch_size: int | None = None) -> dict:
+def run_recovery(
+    names: Sequence[str], sigmas: Sequence[float], seeds: Sequence[int], batch_size: int | None = None
+) -> dict:
     """The recovery part: rows, summary and the robust - appendix_a gaps; prints the tables."""
     rows = []
     for name in names:
@@ -210,22 +261,35 @@ def run_recovery(names: Sequence[str], sigmas: Sequence[float], seeds: Sequence[
             for seed in seeds:
                 start = time.perf_counter()
                 rows += bench_recovery(name, sigma, seed, mos=mos, batch_size=batch_size)
-                print(f"[recovery] {name} σ={sigma} seed={seed}: "
-                      f"{time.perf_counter() - start:.1f} s", flush=True)
+                print(f"[recovery] {name} σ={sigma} seed={seed}: {time.perf_counter() - start:.1f} s", flush=True)
     summary = summarise(rows)
     gaps = paired_gap(rows, "robust", "appendix_a")
-    print(_table(summary, ["sampler", "sigma", "runs", "lsq_srcc", "lsq_plcc", "bt_srcc",
-                           "elo_srcc", "winrate_srcc", "disconnected"]))
+    print(
+        _table(
+            summary,
+            ["sampler", "sigma", "runs", "lsq_srcc", "lsq_plcc", "bt_srcc", "elo_srcc", "winrate_srcc", "disconnected"],
+        )
+    )
     print(_table(summary, ["sampler", "sigma", "lsq_stable", "elo_stable", "winrate_stable"]))
     print(_table(gaps, ["gap", "sigma", "aggregator", "mean", "std", "min", "max"]))
-    return {"rows": rows, "summary": summary, "gaps": gaps,
-            "setup": {"benchmarks": list(names), "sigmas": list(sigmas), "seeds": list(seeds),
-                      "budget": "5N", "draw_threshold": 0.2,
-                      "batch_size": batch_size or "max(16, N // 10) (run_comparisons default)"}}
+    return {
+        "rows": rows,
+        "summary": summary,
+        "gaps": gaps,
+        "setup": {
+            "benchmarks": list(names),
+            "sigmas": list(sigmas),
+            "seeds": list(seeds),
+            "budget": "5N",
+            "draw_threshold": 0.2,
+            "batch_size": batch_size or "max(16, N // 10) (run_comparisons default)",
+        },
+    }
 
 
-def bench_small(sizes: Sequence[int] = (12, 20, 50, 100), runs: int = 20, sigma: float = 0.3,
-                batch_size: int = 8) -> list[dict]:
+def bench_small(
+    sizes: Sequence[int] = (12, 20, 50, 100), runs: int = 20, sigma: float = 0.3, batch_size: int = 8
+) -> list[dict]:
     """Small leaderboards (a user's folder at predict, ``batch_size`` as in conf/predict.yaml):
     per sampler and N, over ``runs`` random KoNViD-1k subsets: the share of runs whose graph is
     disconnected or ends short of 5N, and the mean LSQ SRCC."""
@@ -239,26 +303,37 @@ def bench_small(sizes: Sequence[int] = (12, 20, 50, 100), runs: int = 20, sigma:
                 rng = np.random.default_rng(run)
                 mos = rng.choice(konvid, n, replace=False)
                 pairs, margins = ranking.run_comparisons(
-                    lambda q, rng=rng, mos=mos: mos[q[:, 0]] - mos[q[:, 1]]
-                    + sigma * rng.normal(size=len(q)),
-                    n, sampler=SAMPLER_VARIANTS[sname](n, seed=run), batch_size=batch_size)
+                    lambda q, rng=rng, mos=mos: mos[q[:, 0]] - mos[q[:, 1]] + sigma * rng.normal(size=len(q)),
+                    n,
+                    sampler=SAMPLER_VARIANTS[sname](n, seed=run),
+                    batch_size=batch_size,
+                )
                 lsq = ranking.lsq_solve(pairs, margins, n, warn=False)
                 split += lsq.num_components > 1
                 short += len(pairs) < 5 * n
                 srcc.append(ranking.correlations(lsq.scores, mos)["srcc"])
-            out.append({"n": n, "sampler": sname, "runs": runs, "sigma": sigma,
-                        "batch_size": batch_size, "disconnected": split / runs,
-                        "short_of_budget": short / runs, "lsq_srcc": float(np.mean(srcc))})
+            out.append(
+                {
+                    "n": n,
+                    "sampler": sname,
+                    "runs": runs,
+                    "sigma": sigma,
+                    "batch_size": batch_size,
+                    "disconnected": split / runs,
+                    "short_of_budget": short / runs,
+                    "lsq_srcc": float(np.mean(srcc)),
+                }
+            )
     print(_table(out, ["n", "sampler", "runs", "disconnected", "short_of_budget", "lsq_srcc"]))
     return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     """CLI entry point; returns the JSON-ready results."""
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", choices=["speed", "recovery", "small"],
-                    default=["speed", "recovery", "small"])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--parts", nargs="+", choices=["speed", "recovery", "small"], default=["speed", "recovery", "small"]
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, KoNViD-1k, σ 0.3, 1 seed")
     ap.add_argument("--huge", action="store_true", help="also time N = 10^7")
     ap.add_argument("--seeds", type=int, default=3, help="recovery seeds 0..S-1")
@@ -270,12 +345,27 @@ def main(argv: list[str] | None = None) -> dict:
     if "speed" in args.parts:
         sizes = [10**3, 10**4] if args.quick else [10**4, 10**5, 10**6] + [10**7] * args.huge
         out["speed"] = [bench_speed(n) for n in sizes]
-        print(_table(out["speed"], ["n", "edges", "lsq_s", "lsq_iters", "lsq_residual",
-                                    "lsqr_s", "lsqr_iters", "lsqr_residual", "speedup"]))
+        print(
+            _table(
+                out["speed"],
+                [
+                    "n",
+                    "edges",
+                    "lsq_s",
+                    "lsq_iters",
+                    "lsq_residual",
+                    "lsqr_s",
+                    "lsqr_iters",
+                    "lsqr_residual",
+                    "speedup",
+                ],
+            )
+        )
     if "recovery" in args.parts:
         names = args.benchmarks or (["konvid1k"] if args.quick else BENCHES)
-        out["recovery"] = run_recovery(names, [0.3] if args.quick else [0.3, 0.6],
-                                       range(1 if args.quick else args.seeds), args.batch_size)
+        out["recovery"] = run_recovery(
+            names, [0.3] if args.quick else [0.3, 0.6], range(1 if args.quick else args.seeds), args.batch_size
+        )
     if "small" in args.parts:
         out["small"] = bench_small(runs=5 if args.quick else 20)
     out.pop("quick", None)  # the settings of each part are in its own entry

@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = bench_recovery("konvid1k", args.sigma, steps=12, mos=mos)
     print(f"\n{'sampler':>14} {'aggregator':>10} {'SRCC':>7} {'PLCC':>7} {'stable@':>8}")
     for r in rows:
-        print(f"{r['sampler']:>14} {r['aggregator']:>10} {r['srcc']:7.4f} {r['plcc']:7.4f} "
-              f"{r['stable_srcc_edges']!s:>8}")
+        print(
+            f"{r['sampler']:>14} {r['aggregator']:>10} {r['srcc']:7.4f} {r['plcc']:7.4f} {r['stable_srcc_edges']!s:>8}"
+        )
     conv = ranking.convergence(pairs, margins, mos, ["lsq", "elo", "winrate", "bt"], steps=12)
     path = args.out / "convergence.png"
     convergence_figure(conv, "KoNViD-1k (robust sampler)").savefig(path, dpi=120)

@@ -38,23 +38,34 @@ def load_table(root: Path) -> tuple[pd.DataFrame, list[Any]]:
         generate_benchmark(root, seed=0, size="tiny", workers=1)
     df = pd.read_csv(root / "labels.csv")
     df["mos5"] = 1 + 4 * (df["mos"] - df["scale_lo"]) / (df["scale_hi"] - df["scale_lo"])
-    clips = [load_clip(root / v, num_frames=8, motion_frames=MOTION_FRAMES, size=64, motion_size=32) for v in df["video"]]
+    clips = [
+        load_clip(root / v, num_frames=8, motion_frames=MOTION_FRAMES, size=64, motion_size=32) for v in df["video"]
+    ]
     return df, clips
 
 
 def _info(row: pd.Series) -> dict[str, Any]:
     split = lambda v: [s for s in str(v).split(";") if s and s != "nan"]  # noqa: E731
-    return {"content": row["content"], "distortions": split(row["distortions"]),
-            "severities": [float(s) for s in split(row["severities"])]}
+    return {
+        "content": row["content"],
+        "distortions": split(row["distortions"]),
+        "severities": [float(s) for s in split(row["severities"])],
+    }
 
 
 def pair_batch(df: pd.DataFrame, clips: list[Any], pairs: np.ndarray) -> PairBatch:
     """The ``PairBatch`` of rows ``pairs[:, 0]`` vs ``pairs[:, 1]``."""
     margin = torch.tensor([df.mos5[i] - df.mos5[j] for i, j in pairs], dtype=torch.float32)
     rationale = [make_rationale(_info(df.iloc[i]), _info(df.iloc[j]), float(m)) for (i, j), m in zip(pairs, margin)]
-    return PairBatch(clips_a=[clips[i] for i, _ in pairs], clips_b=[clips[j] for _, j in pairs],
-                     margin=margin, rationale=rationale, benchmark=["synthetic"] * len(pairs),
-                     index_a=torch.tensor(pairs[:, 0]), index_b=torch.tensor(pairs[:, 1]))
+    return PairBatch(
+        clips_a=[clips[i] for i, _ in pairs],
+        clips_b=[clips[j] for _, j in pairs],
+        margin=margin,
+        rationale=rationale,
+        benchmark=["synthetic"] * len(pairs),
+        index_a=torch.tensor(pairs[:, 0]),
+        index_b=torch.tensor(pairs[:, 1]),
+    )
 
 
 def random_pairs(rows: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -82,9 +93,13 @@ def train(model: VersusQModule, df: pd.DataFrame, clips: list[Any], steps: int, 
     elapsed = time.perf_counter() - start
     with torch.no_grad():
         held = model.sft_loss(pair_batch(df, clips, random_pairs(test_rows, 32, np.random.default_rng(1))))
-    return {"pairs_per_s": steps * batch / elapsed, "loss_first5": float(np.mean(losses[:5])),
-            "loss_last5": float(np.mean(losses[-5:])), "heldout_head_mse": float(held["reg_mse"]),
-            "heldout_zero_mse": float(held["zero_mse"])}
+    return {
+        "pairs_per_s": steps * batch / elapsed,
+        "loss_first5": float(np.mean(losses[:5])),
+        "loss_last5": float(np.mean(losses[-5:])),
+        "heldout_head_mse": float(held["reg_mse"]),
+        "heldout_zero_mse": float(held["zero_mse"]),
+    }
 
 
 def eval_pass(model: VersusQModule, df: pd.DataFrame, clips: list[Any], cache: bool, batch: int) -> dict[str, float]:
@@ -97,11 +112,16 @@ def eval_pass(model: VersusQModule, df: pd.DataFrame, clips: list[Any], cache: b
     before = net.encoder_calls
     start = time.perf_counter()
     for k in range(0, len(pairs), batch):
-        model.predict_margin(pair_batch(df, clips, pairs[k:k + batch]))
+        model.predict_margin(pair_batch(df, clips, pairs[k : k + batch]))
     calls = {key: (net.encoder_calls[key] - before[key]) / n for key in before}
     net.encoders.cache = net.cache
-    return {"videos": n, "pairs": len(pairs), "vision_calls_per_video": calls["vision"],
-            "motion_calls_per_video": calls["motion"], "pairs_per_s": len(pairs) / (time.perf_counter() - start)}
+    return {
+        "videos": n,
+        "pairs": len(pairs),
+        "vision_calls_per_video": calls["vision"],
+        "motion_calls_per_video": calls["motion"],
+        "pairs_per_s": len(pairs) / (time.perf_counter() - start),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -146,9 +146,7 @@ class ComparisonGraphEvaluation(Callback):
 
     on_validation_epoch_start = on_test_epoch_start = on_predict_epoch_start = _reset
 
-    def _collect_bad(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any
-    ) -> None:
+    def _collect_bad(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *_: Any) -> None:
         """Remember videos the encode pass could not decode (``clip is None``)."""
         clips = getattr(batch, "clips", None)
         if clips is None:
@@ -226,8 +224,7 @@ class ComparisonGraphEvaluation(Callback):
         )
         with self._open_journal(trainer, identity, checkpoint_id(pl_module)) as journal:
             if pointwise:
-                score_pointwise(trainer, pl_module, datamodule, journal, outcome,
-                                self.batch_size, self.num_rationales)
+                score_pointwise(trainer, pl_module, datamodule, journal, outcome, self.batch_size, self.num_rationales)
             else:
                 self._run_pairwise(trainer, pl_module, journal, outcome, stage)
             self._copy_journal(trainer, journal, stage, eval_set.name)
@@ -263,20 +260,28 @@ class ComparisonGraphEvaluation(Callback):
             rank_zero_warn(f"{stage}/{outcome.name}: fewer than 2 decodable videos; skipped")
             return
         exclude = sorted(outcome.bad)
-        sampler = ranking.SAMPLERS[self.sampler_for(stage)](
-            n, seed=self.seed, exclude=np.array(exclude, int)
-        )
+        sampler = ranking.SAMPLERS[self.sampler_for(stage)](n, seed=self.seed, exclude=np.array(exclude, int))
         oracle = JournaledOracle(
-            trainer, pl_module, trainer.datamodule, journal, outcome.names, sampler,
+            trainer,
+            pl_module,
+            trainer.datamodule,
+            journal,
+            outcome.names,
+            sampler,
             self.batch_size,
         )
         oracle.record_bad(outcome.bad)
         budget = journal.identity.budget
-        bar = _progress_bar(self.progress and trainer.is_global_zero,
-                            min(budget, usable * (usable - 1) // 2), f"{stage} {outcome.name}")
+        bar = _progress_bar(
+            self.progress and trainer.is_global_zero, min(budget, usable * (usable - 1) // 2), f"{stage} {outcome.name}"
+        )
         try:
             pairs, margins = ranking.run_comparisons(
-                oracle, n, budget, sampler, self.batch_size,
+                oracle,
+                n,
+                budget,
+                sampler,
+                self.batch_size,
                 progress=lambda done, total: bar.update(done - bar.n) if bar else None,
             )
         finally:
@@ -286,9 +291,7 @@ class ComparisonGraphEvaluation(Callback):
         outcome.bad.update(oracle.bad)
         outcome.pairs, outcome.margins, outcome.forced = pairs, margins, oracle.forced(pairs)
         if stage != "predict":  # a leaderboard reports no position bias: no extra model calls
-            outcome.antisymmetry = oracle.antisymmetry(
-                pairs, margins, self.antisymmetry_pairs, self.seed
-            )
+            outcome.antisymmetry = oracle.antisymmetry(pairs, margins, self.antisymmetry_pairs, self.seed)
         outcome.rationales = oracle.examples(self.num_rationales)
         aggregators = ["lsq"] if stage == "predict" else self.aggregators
         outcome.recovery = ranking.recover_scores(
@@ -329,8 +332,7 @@ class ComparisonGraphEvaluation(Callback):
         tables.write_csv(bad_rows(self.outcomes), out / f"{prefix}bad_videos.csv", BAD_COLUMNS)
         text = tables.write_results(self.results, out, prefix, self.method_name)
         curves = {
-            name: convergence_curves(o, self.aggregators, self.convergence_steps,
-                                     self.draw_threshold)
+            name: convergence_curves(o, self.aggregators, self.convergence_steps, self.draw_threshold)
             for name, o in self.outcomes.items()
         }
         figures.write_convergence(out, prefix, curves)
@@ -358,9 +360,7 @@ def model_identity(pl_module: LightningModule) -> dict[str, Any]:
     try:
         json.dumps(identity, sort_keys=True)
     except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{type(pl_module).__name__}.comparison_identity() must be JSON-serialisable: {err}"
-        ) from err
+        raise ValueError(f"{type(pl_module).__name__}.comparison_identity() must be JSON-serialisable: {err}") from err
     return identity
 
 
@@ -379,8 +379,7 @@ def _warn_untrained(trainer: Trainer, pl_module: LightningModule, stage: str) ->
 def _run_info(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
     """What identifies a run in the Table 2 collation (model switches, checkpoint)."""
     hp = dict(getattr(pl_module, "hparams", {}))
-    keys = ("phase", "target", "readout", "reasoning", "freeze_head_in_grpo", "lambda_aux",
-            "init_from", "backbone")
+    keys = ("phase", "target", "readout", "reasoning", "freeze_head_in_grpo", "lambda_aux", "init_from", "backbone")
     return {
         "checkpoint_id": checkpoint_id(pl_module),
         "ckpt_path": trainer.ckpt_path,

@@ -54,25 +54,19 @@ def convergence_figure(curve: ConvergenceResult, title: str = "") -> Any:
                 ax.axvline(at, color=color, linestyle=":", linewidth=1)
                 ax.plot([at], [values[metric][curve.edges.index(at)]], "o", color=color, ms=7)
     for ax, metric in zip(axes, METRICS):
-        ax.set(xlabel="comparisons (edges)", ylabel=metric.upper(),
-               title=f"{title} {metric.upper()}".strip())
+        ax.set(xlabel="comparisons (edges)", ylabel=metric.upper(), title=f"{title} {metric.upper()}".strip())
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7, title_fontsize=7,
-                  title=f"stable: within {curve.band:g} of final")
+        ax.legend(loc="lower right", fontsize=7, title_fontsize=7, title=f"stable: within {curve.band:g} of final")
     fig.tight_layout()
     return fig
 
 
-def write_convergence(
-    out: Path, prefix: str, curves: Mapping[str, ConvergenceResult | None]
-) -> list[Path]:
+def write_convergence(out: Path, prefix: str, curves: Mapping[str, ConvergenceResult | None]) -> list[Path]:
     """``<prefix>convergence.json`` (every benchmark with curves) and one
     ``<prefix>fig4_<benchmark>.png`` per benchmark under ``out``; returns the PNG paths."""
     found = {name: c for name, c in curves.items() if c is not None}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{prefix}convergence.json").write_text(
-        json.dumps({k: v.to_dict() for k, v in found.items()}, indent=1)
-    )
+    (out / f"{prefix}convergence.json").write_text(json.dumps({k: v.to_dict() for k, v in found.items()}, indent=1))
     return write_fig4(out, prefix, found)
 
 
@@ -125,9 +119,7 @@ def log_figures(
         main = "direct" if "direct" in o.scores else "lsq"
         if main in o.scores and o.valid is not None and np.isfinite(o.mos[o.valid]).any():
             writer.add_figure(f"{stage}/{name}/scatter", _scatter_figure(o, main), step)
-        text = "\n\n".join(
-            f"**{a}** vs **{b}**: margin {m:+.3f}\n\n{r}" for a, b, m, r in o.rationales
-        )
+        text = "\n\n".join(f"**{a}** vs **{b}**: margin {m:+.3f}\n\n{r}" for a, b, m, r in o.rationales)
         if text:
             writer.add_text(f"{stage}/{name}/rationales", text, step)
 
@@ -139,15 +131,12 @@ def find_convergence(run: str | Path, stage: str = "test") -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(
-        f"no {name} for run {run} (looked at {', '.join(str(c) for c in candidates)})"
-    )
+    raise FileNotFoundError(f"no {name} for run {run} (looked at {', '.join(str(c) for c in candidates)})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m callbacks.figures fig4 RUN_DIR [--stage test|val] [--out DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m callbacks.figures",
-                                     description="rebuild a finished run's figures")
+    parser = argparse.ArgumentParser(prog="python -m callbacks.figures", description="rebuild a finished run's figures")
     sub = parser.add_subparsers(dest="figure", required=True)
     fig4 = sub.add_parser("fig4", help="Fig. 4 convergence PNGs from convergence.json")
     fig4.add_argument("run", help="run directory (log_dir, its eval/, or the json itself)")

@@ -175,9 +175,12 @@ def read_journal(path: str | os.PathLike) -> tuple[dict[str, Any] | None, list[d
             records.append(json.loads(line))
         except json.JSONDecodeError as err:
             if number == len(lines):
-                warnings.warn(f"{path}: ignoring torn last line {number} (partial write when "
-                              f"the previous run was killed): {line[:80]!r}", RuntimeWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"{path}: ignoring torn last line {number} (partial write when "
+                    f"the previous run was killed): {line[:80]!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 break
             raise ValueError(f"{path}: line {number} is not valid JSON ({err})") from err
     header = records.pop(0) if records and records[0].get("type") == "header" else None
@@ -221,12 +224,14 @@ class JournalLock:
                 if time.monotonic() >= deadline:
                     holder = self.holder()
                     handle.close()
-                    raise JournalLockedError(self._busy_message(what or str(self.path), holder,
-                                                                timeout)) from None
+                    raise JournalLockedError(self._busy_message(what or str(self.path), holder, timeout)) from None
                 time.sleep(self.POLL_S)
         handle.truncate(0)
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": now(), "command": " ".join(sys.argv)}))
+        handle.write(
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "command": " ".join(sys.argv)}
+            )
+        )
         handle.flush()
         self._file = handle
 
@@ -241,9 +246,11 @@ class JournalLock:
     def _busy_message(what: str, holder: dict[str, Any], timeout: float) -> str:
         waited = f"after waiting {timeout:g} s" if timeout > 0 else "(lock_timeout is 0)"
         who = {k: holder.get(k, "?") for k in ("pid", "host", "since", "command")}
-        return (f"{what} is in use by another run {waited}: pid {who['pid']} on {who['host']} "
-                f"since {who['since']}, command: {who['command']!r}. Wait for it to finish, "
-                "give this run more lock_timeout, or another journal_dir.")
+        return (
+            f"{what} is in use by another run {waited}: pid {who['pid']} on {who['host']} "
+            f"since {who['since']}, command: {who['command']!r}. Wait for it to finish, "
+            "give this run more lock_timeout, or another journal_dir."
+        )
 
     def release(self) -> None:
         """Unlock (idempotent); the file stays."""
@@ -273,9 +280,15 @@ class Journal:
         JournalMismatchError: the file's header is not ``identity`` (edited or foreign file).
     """
 
-    def __init__(self, path: str | os.PathLike, identity: JournalIdentity, checkpoint_id: str = "",
-                 enabled: bool = True, state: JournalState | None = None,
-                 lock_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        identity: JournalIdentity,
+        checkpoint_id: str = "",
+        enabled: bool = True,
+        state: JournalState | None = None,
+        lock_timeout: float = 0.0,
+    ) -> None:
         self.path, self.identity, self.enabled = Path(path), identity, enabled
         self.checkpoint_id = checkpoint_id
         self.state = JournalState() if state is None else state
@@ -307,9 +320,13 @@ class Journal:
             self.lock = None
 
     def _header(self) -> dict[str, Any]:
-        return {"type": "header", "digest": self.identity.digest,
-                "identity": asdict(self.identity), "checkpoint_id": self.checkpoint_id,
-                "created": now()}
+        return {
+            "type": "header",
+            "digest": self.identity.digest,
+            "identity": asdict(self.identity),
+            "checkpoint_id": self.checkpoint_id,
+            "created": now(),
+        }
 
     def _resume(self) -> None:
         disk, records = read_journal(self.path)
@@ -339,29 +356,46 @@ class Journal:
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Index records and (rank 0) write them durably before the caller uses them."""
-        clean = [{k: (_finite_or_none(v) if k in MARGIN_KEYS else v) for k, v in r.items()}
-                 for r in records]
+        clean = [{k: (_finite_or_none(v) if k in MARGIN_KEYS else v) for k, v in r.items()} for r in records]
         if self.enabled and clean:
             self._write(clean)
         for record in clean:
             self.state.add(record)
 
     # ------------------------------------------------------------------ the record formats
-    def pair_record(self, i: int, j: int, names: Sequence[str], answer: Answer,
-                    reverse: Answer | None = None) -> dict[str, Any]:
+    def pair_record(
+        self, i: int, j: int, names: Sequence[str], answer: Answer, reverse: Answer | None = None
+    ) -> dict[str, Any]:
         """A ``pair`` record: items ``i``, ``j`` and the answer(s) ``(margin, text, forced)``."""
         rev = reverse if reverse is not None else (None, None, False)
-        return {"type": "pair", "benchmark": self.identity.benchmark, "i": int(i), "j": int(j),
-                "name_i": names[i], "name_j": names[j], "margin": answer[0],
-                "rationale": answer[1], "margin_rev": rev[0], "rationale_rev": rev[1],
-                "forced": bool(answer[2] or rev[2]), "checkpoint_id": self.checkpoint_id,
-                "time": now()}
+        return {
+            "type": "pair",
+            "benchmark": self.identity.benchmark,
+            "i": int(i),
+            "j": int(j),
+            "name_i": names[i],
+            "name_j": names[j],
+            "margin": answer[0],
+            "rationale": answer[1],
+            "margin_rev": rev[0],
+            "rationale_rev": rev[1],
+            "forced": bool(answer[2] or rev[2]),
+            "checkpoint_id": self.checkpoint_id,
+            "time": now(),
+        }
 
     def reverse_record(self, i: int, j: int, answer: Answer) -> dict[str, Any]:
         """A ``reverse`` record: ``m(j, i)`` asked for the position-bias check of pair ``(i, j)``."""
-        return {"type": "reverse", "benchmark": self.identity.benchmark, "i": int(i),
-                "j": int(j), "margin_rev": answer[0], "rationale_rev": answer[1],
-                "forced": bool(answer[2]), "checkpoint_id": self.checkpoint_id}
+        return {
+            "type": "reverse",
+            "benchmark": self.identity.benchmark,
+            "i": int(i),
+            "j": int(j),
+            "margin_rev": answer[0],
+            "rationale_rev": answer[1],
+            "forced": bool(answer[2]),
+            "checkpoint_id": self.checkpoint_id,
+        }
 
     @staticmethod
     def bad_record(index: int, name: str, reason: str) -> dict[str, Any]:
@@ -372,8 +406,14 @@ class Journal:
     def score_record(index: int, name: str, answer: Answer) -> dict[str, Any]:
         """A ``score`` record of the pointwise ablation."""
         value, text, forced = answer
-        return {"type": "score", "index": int(index), "name": name, "score": value,
-                "rationale": text, "forced": bool(forced)}
+        return {
+            "type": "score",
+            "index": int(index),
+            "name": name,
+            "score": value,
+            "rationale": text,
+            "forced": bool(forced),
+        }
 
 
 def margin_of(record: dict[str, Any], key: str = "margin") -> float:

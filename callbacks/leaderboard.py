@@ -168,9 +168,7 @@ def read_anchors(path: str | os.PathLike) -> dict[str, float]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"video", "mos"} <= set(reader.fieldnames):
-            raise ValueError(
-                f"{path}: anchors csv needs columns 'video' and 'mos', found {reader.fieldnames}"
-            )
+            raise ValueError(f"{path}: anchors csv needs columns 'video' and 'mos', found {reader.fieldnames}")
         for line, row in enumerate(reader, start=2):
             try:
                 out[row["video"]] = float(row["mos"])
@@ -182,14 +180,10 @@ def read_anchors(path: str | os.PathLike) -> dict[str, float]:
 def anchor_mos(names: Sequence[str], anchors: Mapping[str, float]) -> np.ndarray:
     """(N,) MOS of the named anchors (matched by full name, then by file name), NaN elsewhere."""
     by_base = {Path(k).name: v for k, v in anchors.items()}
-    return np.array(
-        [anchors.get(n, by_base.get(Path(n).name, float("nan"))) for n in names], dtype=np.float64
-    )
+    return np.array([anchors.get(n, by_base.get(Path(n).name, float("nan"))) for n in names], dtype=np.float64)
 
 
-def format_summary(
-    rows: Sequence[Mapping[str, Any]], bad: Sequence[Mapping[str, Any]], top: int = 10
-) -> str:
+def format_summary(rows: Sequence[Mapping[str, Any]], bad: Sequence[Mapping[str, Any]], top: int = 10) -> str:
     """Plain-text summary: the top rows and the bad videos with their reasons."""
     cols = [c for c in (*LEADERBOARD_COLUMNS, "score_mapped", "mos") if rows and c in rows[0]]
     lines = [
@@ -197,11 +191,7 @@ def format_summary(
         "  ".join(f"{c:>12}" if c != "video" else f"{c:<32}" for c in cols),
     ]
     for row in rows[:top]:
-        lines.append(
-            "  ".join(
-                f"{_cell(row[c]):<32}" if c == "video" else f"{_cell(row[c]):>12}" for c in cols
-            )
-        )
+        lines.append("  ".join(f"{_cell(row[c]):<32}" if c == "video" else f"{_cell(row[c]):>12}" for c in cols))
     if bad:
         lines.append(f"{len(bad)} bad video(s) skipped (see bad_videos.csv):")
         lines += [f"  {b['video']}: {b['reason']}" for b in bad]

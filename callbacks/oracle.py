@@ -37,9 +37,7 @@ def gather_objects(trainer: Any, obj: Any) -> list[Any]:
     return out
 
 
-def load_clips(
-    datamodule: Any, benchmark: str, items: Sequence[int]
-) -> tuple[dict[int, Any], dict[int, str]]:
+def load_clips(datamodule: Any, benchmark: str, items: Sequence[int]) -> tuple[dict[int, Any], dict[int, str]]:
     """Clips of ``items`` via ``datamodule.get_clip``; undecodable ones go to the error dict."""
     clips: dict[int, Any] = {}
     errors: dict[int, str] = {}
@@ -74,8 +72,16 @@ class JournaledOracle:
     its pairs get a NaN margin.
     """
 
-    def __init__(self, trainer: Any, pl_module: Any, datamodule: Any, journal: Journal,
-                 names: Sequence[str], sampler: Any, batch_size: int) -> None:
+    def __init__(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        datamodule: Any,
+        journal: Journal,
+        names: Sequence[str],
+        sampler: Any,
+        batch_size: int,
+    ) -> None:
         self.trainer, self.pl_module, self.datamodule = trainer, pl_module, datamodule
         self.journal, self.names, self.sampler = journal, list(names), sampler
         self.batch_size, self.symmetrize = batch_size, journal.identity.symmetrize
@@ -156,9 +162,7 @@ class JournaledOracle:
             index_b=torch.as_tensor(pairs[:, 1], dtype=torch.long),
         )
 
-    def with_leftovers(
-        self, pairs: np.ndarray, margins: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def with_leftovers(self, pairs: np.ndarray, margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Append journaled pairs the (changed) sampler never proposed: answered work is kept."""
         left = [k for k in self.journal.state.order if k not in self.served]
         if not left:
@@ -191,16 +195,11 @@ class JournaledOracle:
             keys = [(int(a), int(b)) for (a, b), m in zip(pairs, margins) if np.isfinite(m)]
             rng = np.random.default_rng(seed)
             pick = (
-                sorted(rng.choice(len(keys), size=min(sample, len(keys)), replace=False))
-                if keys and sample > 0
-                else []
+                sorted(rng.choice(len(keys), size=min(sample, len(keys)), replace=False)) if keys and sample > 0 else []
             )
             chosen = [keys[t] for t in pick]
             self._ask_reverse([k for k in chosen if k not in state.reverse])
-            both = [
-                (margin_of(state.pairs[k]), margin_of(state.reverse[k], "margin_rev"))
-                for k in chosen
-            ]
+            both = [(margin_of(state.pairs[k]), margin_of(state.reverse[k], "margin_rev")) for k in chosen]
         errs = [abs(f + r) for f, r in both if np.isfinite(f) and np.isfinite(r)]
         return float(np.mean(errs)) if errs else float("nan")
 
@@ -208,9 +207,7 @@ class JournaledOracle:
         for start in range(0, len(keys), self.batch_size):
             chunk = keys[start : start + self.batch_size]
             answers, _ = self.answer(np.asarray(chunk, dtype=np.int64)[:, ::-1])
-            self.journal.append(
-                [self.journal.reverse_record(i, j, a) for (i, j), a in zip(chunk, answers)]
-            )
+            self.journal.append([self.journal.reverse_record(i, j, a) for (i, j), a in zip(chunk, answers)])
 
     def examples(self, count: int) -> list[tuple[str, str, float, str]]:
         """A few answered comparisons ``(video_i, video_j, margin, rationale)`` to show."""
@@ -219,9 +216,7 @@ class JournaledOracle:
             if len(out) >= count:
                 break
             if r.get("margin") is not None:
-                out.append(
-                    (self.names[i], self.names[j], float(r["margin"]), r.get("rationale") or "")
-                )
+                out.append((self.names[i], self.names[j], float(r["margin"]), r.get("rationale") or ""))
         return out
 
 
@@ -268,6 +263,5 @@ def score_pointwise(
     outcome.degree = np.zeros(n, dtype=np.int64)
     outcome.forced = np.array([bool(r.get("forced")) for r in state.values()], bool)
     outcome.rationales = [
-        (names[i], "", float(direct[i]), r.get("rationale") or "")
-        for i, r in list(state.items())[:num_rationales]
+        (names[i], "", float(direct[i]), r.get("rationale") or "") for i, r in list(state.items())[:num_rationales]
     ]

@@ -117,8 +117,9 @@ def unscored_rows(outcome: BenchmarkOutcome) -> list[dict[str, Any]]:
     ]
 
 
-def convergence_curves(outcome: BenchmarkOutcome, aggregators: Sequence[str], steps: int,
-                       draw_threshold: float) -> ConvergenceResult | None:
+def convergence_curves(
+    outcome: BenchmarkOutcome, aggregators: Sequence[str], steps: int, draw_threshold: float
+) -> ConvergenceResult | None:
     """Fig. 4 protocol on one benchmark: each aggregator's SRCC/PLCC over ``steps`` prefixes of
     the usable edge stream, in the order the sampler asked them (:func:`ranking.convergence`).
 
@@ -133,5 +134,6 @@ def convergence_curves(outcome: BenchmarkOutcome, aggregators: Sequence[str], st
         return None
     with warnings.catch_warnings():  # early prefixes are disconnected by design
         warnings.simplefilter("ignore", RuntimeWarning)
-        return convergence(rec.pairs, rec.margins, mos, aggregators,
-                           steps=min(steps, len(rec.pairs)), draw_threshold=draw_threshold)
+        return convergence(
+            rec.pairs, rec.margins, mos, aggregators, steps=min(steps, len(rec.pairs)), draw_threshold=draw_threshold
+        )

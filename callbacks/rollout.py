@@ -74,24 +74,36 @@ class HFRollout:
         self.sampling = sampling
 
     @torch.no_grad()
-    def generate(self, policy: RolloutPolicy, batch: Any, num_generations: int,
-                 max_new_tokens: int) -> Rollouts:
+    def generate(self, policy: RolloutPolicy, batch: Any, num_generations: int, max_new_tokens: int) -> Rollouts:
         """Sample ``num_generations`` responses per prompt and recompute their log-probs."""
         inputs = policy.build_prompt_inputs(batch)
         start = time.perf_counter()
-        ids = policy.generate_responses(inputs, num_return_sequences=num_generations, do_sample=True,
-                                        max_new_tokens=max_new_tokens, top_k=0, **self.sampling)  # (N, T)
+        ids = policy.generate_responses(
+            inputs,
+            num_return_sequences=num_generations,
+            do_sample=True,
+            max_new_tokens=max_new_tokens,
+            top_k=0,
+            **self.sampling,
+        )  # (N, T)
         elapsed = time.perf_counter() - start
         tok = policy.tokenizer
         lengths = tpl.response_lengths(ids.cpu(), policy.end_token_ids(), getattr(tok, "pad_token_id", None))
         mask = tpl.lengths_to_mask(lengths, ids.shape[1]).to(ids.device)  # (N, T)
         n_prompts = ids.shape[0] // num_generations
-        r = drop_placeholders(Rollouts(
-            response_ids=ids, response_mask=mask, old_logprobs=torch.zeros(mask.shape, device=ids.device),
-            texts=tpl.decode_rows(tok, ids, mask),
-            prompt_index=torch.arange(n_prompts, device=ids.device).repeat_interleave(num_generations),
-            group_size=num_generations, tokens_per_s=float(lengths.sum()) / max(elapsed, 1e-9),
-        ), policy.never_generate, tok.pad_token_id)
+        r = drop_placeholders(
+            Rollouts(
+                response_ids=ids,
+                response_mask=mask,
+                old_logprobs=torch.zeros(mask.shape, device=ids.device),
+                texts=tpl.decode_rows(tok, ids, mask),
+                prompt_index=torch.arange(n_prompts, device=ids.device).repeat_interleave(num_generations),
+                group_size=num_generations,
+                tokens_per_s=float(lengths.sum()) / max(elapsed, 1e-9),
+            ),
+            policy.never_generate,
+            tok.pad_token_id,
+        )
         logp = policy.response_logprobs(inputs, r.response_ids, r.response_mask).float() * r.response_mask
         r.old_logprobs = logp.detach()  # (N, T)
         return r
@@ -107,8 +119,9 @@ class RolloutCallback(Callback):
             (``model``, ``gpu_memory_utilization``, ``enable_sleep_mode``, ...).
     """
 
-    def __init__(self, engine: Engine = "hf", temperature: float = 1.0, top_p: float = 1.0,
-                 vllm: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, engine: Engine = "hf", temperature: float = 1.0, top_p: float = 1.0, vllm: dict[str, Any] | None = None
+    ) -> None:
         tpl.check_choice("RolloutCallback: engine", engine, ENGINES)
         self.engine_name = engine
         self.sampling = {"temperature": temperature, "top_p": top_p}
@@ -120,8 +133,11 @@ class RolloutCallback(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Attach to the module (``pl_module.rollout = self``); note this rank's place (vLLM)."""
         pl_module.rollout = self
-        self.ranks = (getattr(trainer, "world_size", 1), getattr(trainer, "global_rank", 0),
-                      getattr(trainer, "local_rank", 0))
+        self.ranks = (
+            getattr(trainer, "world_size", 1),
+            getattr(trainer, "global_rank", 0),
+            getattr(trainer, "local_rank", 0),
+        )
 
     def _build(self) -> Any:
         if self.engine_name == "hf":

@@ -29,9 +29,23 @@ from typing import Any
 
 IN_DOMAIN, OUT_OF_DOMAIN = "in_domain", "out_of_domain"
 METRICS = ("srcc", "plcc")
-CSV_COLUMNS = ("stage", "benchmark", "group", "aggregator", "srcc", "plcc", "krcc",
-               "plcc_logistic", "n_items", "n_scored", "n_pairs", "n_bad", "n_forced",
-               "antisymmetry", "checkpoint_id")
+CSV_COLUMNS = (
+    "stage",
+    "benchmark",
+    "group",
+    "aggregator",
+    "srcc",
+    "plcc",
+    "krcc",
+    "plcc_logistic",
+    "n_items",
+    "n_scored",
+    "n_pairs",
+    "n_bad",
+    "n_forced",
+    "antisymmetry",
+    "checkpoint_id",
+)
 # normalised benchmark key -> (label, group); the paper's column order
 PAPER_COLUMNS: dict[str, tuple[str, str]] = {
     "lsvqtest": ("LSVQ-Test", IN_DOMAIN),
@@ -42,9 +56,15 @@ PAPER_COLUMNS: dict[str, tuple[str, str]] = {
     "waterlooivc4k": ("W-IVC-4K", OUT_OF_DOMAIN),
     "vdpve": ("VDPVE", OUT_OF_DOMAIN),
 }
-ALIASES = {"konvid": "konvid1k", "ytgaming": "liveytgaming", "wivc4k": "waterlooivc4k",
-           "waterloo4k": "waterlooivc4k", "lsvq": "lsvqtest", "lsvqtest1080p": "lsvq1080p",
-           "vqc": "livevqc"}
+ALIASES = {
+    "konvid": "konvid1k",
+    "ytgaming": "liveytgaming",
+    "wivc4k": "waterlooivc4k",
+    "waterloo4k": "waterlooivc4k",
+    "lsvq": "lsvqtest",
+    "lsvqtest1080p": "lsvq1080p",
+    "vqc": "livevqc",
+}
 AGGREGATOR_LABELS = {
     "winrate": "Win-rate Ranking",
     "elo": "Elo Rating",
@@ -97,15 +117,10 @@ def column_layout(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
         key = normalise(name)
         return (paper.index(key), 0) if key in paper else (len(paper), list(seen).index(name))
 
-    return {
-        g: sorted([b for b, gg in seen.items() if gg == g], key=rank)
-        for g in (IN_DOMAIN, OUT_OF_DOMAIN)
-    }
+    return {g: sorted([b for b, gg in seen.items() if gg == g], key=rank) for g in (IN_DOMAIN, OUT_OF_DOMAIN)}
 
 
-def metric_values(
-    rows: Sequence[Mapping[str, Any]], aggregator: str
-) -> dict[str, dict[str, float]]:
+def metric_values(rows: Sequence[Mapping[str, Any]], aggregator: str) -> dict[str, dict[str, float]]:
     """``{benchmark: {"srcc": .., "plcc": ..}}`` for one aggregator."""
     out: dict[str, dict[str, float]] = {}
     for row in rows:
@@ -121,9 +136,7 @@ def _float(value: Any) -> float:
         return float("nan")
 
 
-def group_average(
-    values: Mapping[str, Mapping[str, float]], benchmarks: Sequence[str], metric: str
-) -> float:
+def group_average(values: Mapping[str, Mapping[str, float]], benchmarks: Sequence[str], metric: str) -> float:
     """Mean of a metric over a group's benchmarks (NaN when any is missing, as the paper's N/A).
 
     >>> group_average({"a": {"srcc": 0.8}, "b": {"srcc": 0.6}}, ["a", "b"], "srcc")
@@ -139,9 +152,7 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "N/A"
 
 
-def _cells(
-    values: Mapping[str, Mapping[str, float]], layout: Mapping[str, list[str]], metric: str
-) -> list[str]:
+def _cells(values: Mapping[str, Mapping[str, float]], layout: Mapping[str, list[str]], metric: str) -> list[str]:
     cells: list[str] = []
     for group in (IN_DOMAIN, OUT_OF_DOMAIN):
         cols = layout[group]
@@ -189,9 +200,7 @@ def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def table1_markdown(
-    rows: Sequence[Mapping[str, Any]], method: str = "VersusQ (ours)", aggregator: str = "lsq"
-) -> str:
+def table1_markdown(rows: Sequence[Mapping[str, Any]], method: str = "VersusQ (ours)", aggregator: str = "lsq") -> str:
     """Paper Table 1 layout for one run (its primary aggregator as the method row)."""
     return panel_table([(None, [(method, metric_values(rows, aggregator))])], column_layout(rows))
 
@@ -199,11 +208,7 @@ def table1_markdown(
 def recovery_section(rows: Sequence[Mapping[str, Any]]) -> Section:
     """Table 2 "Score recovery from comparisons" rows (win-rate, Elo, LSQ, then Bradley–Terry)."""
     present = {r.get("aggregator") for r in rows}
-    body = [
-        (AGGREGATOR_LABELS[a], metric_values(rows, a))
-        for a in ("winrate", "elo", "lsq", "bt")
-        if a in present
-    ]
+    body = [(AGGREGATOR_LABELS[a], metric_values(rows, a)) for a in ("winrate", "elo", "lsq", "bt") if a in present]
     return ("Score recovery from comparisons", body)
 
 
@@ -212,9 +217,7 @@ def table2_recovery_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return panel_table([recovery_section(rows)], column_layout(rows), first_header="Variant")
 
 
-def write_csv(
-    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] = ()
-) -> None:
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] = ()) -> None:
     """The package's one CSV writer: ``columns`` first, then any other key in order of appearance.
 
     Missing values are written empty; with neither rows nor columns the file is empty.
@@ -236,8 +239,7 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(f))
     if rows and not {"benchmark", "aggregator", "srcc", "plcc"} <= set(rows[0]):
         raise ValueError(
-            f"{path}: not a results.csv (needs columns benchmark, aggregator, srcc, "
-            f"plcc; found {sorted(rows[0])})"
+            f"{path}: not a results.csv (needs columns benchmark, aggregator, srcc, plcc; found {sorted(rows[0])})"
         )
     for row in rows:
         for metric in ("srcc", "plcc", "krcc", "plcc_logistic", "antisymmetry", "forced_frac"):
@@ -277,9 +279,16 @@ SCORING, RECOVERY, RECIPE = (
     "Score recovery from comparisons",
     "Training recipe (margin target + LSQ)",
 )
-ROW_ORDER = ("Pointwise Score (NTP)", "Pointwise Score (head)", "Pairwise Margin (NTP)",
-             "Pairwise Margin (head)", "SFT w/o Reasoning", "SFT w/ Reasoning", "GRPO from SFT",
-             "MC-GRPO from SFT")
+ROW_ORDER = (
+    "Pointwise Score (NTP)",
+    "Pointwise Score (head)",
+    "Pairwise Margin (NTP)",
+    "Pairwise Margin (head)",
+    "SFT w/o Reasoning",
+    "SFT w/ Reasoning",
+    "GRPO from SFT",
+    "MC-GRPO from SFT",
+)
 
 
 def find_results(run: str | os.PathLike) -> Path:
@@ -289,9 +298,7 @@ def find_results(run: str | os.PathLike) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(
-        f"no results.csv for run {run} (looked at {', '.join(str(c) for c in candidates)})"
-    )
+    raise FileNotFoundError(f"no results.csv for run {run} (looked at {', '.join(str(c) for c in candidates)})")
 
 
 def run_info(csv_path: Path) -> dict[str, Any]:
@@ -324,9 +331,7 @@ def variant_labels(info: Mapping[str, Any]) -> list[tuple[str, str]]:
         kind = "Pointwise Score" if target == "pointwise" else "Pairwise Margin"
         return [(SCORING, f"{kind} ({'NTP' if readout == 'ntp' else 'head'})")]
     if info.get("phase", "sft") == "sft":
-        return [
-            (RECIPE, "SFT w/ Reasoning" if info.get("reasoning", True) else "SFT w/o Reasoning")
-        ]
+        return [(RECIPE, "SFT w/ Reasoning" if info.get("reasoning", True) else "SFT w/o Reasoning")]
     if info.get("freeze_head_in_grpo") or float(info.get("lambda_aux", 0.5) or 0.0) == 0.0:
         return [(RECIPE, "GRPO from SFT")]
     return [(SCORING, "Pairwise Margin (head)"), (RECIPE, "MC-GRPO from SFT")]
@@ -357,20 +362,14 @@ def collate(runs: Sequence[str | os.PathLike], names: Sequence[str] | None = Non
         for section, label in labels:
             sections[section].append((label, names[k] if names else label, values))
         is_main = any(label == "MC-GRPO from SFT" for _, label in labels)
-        if {"winrate", "elo"} & {r["aggregator"] for r in rows} and (
-            recovery is None or (is_main and not recovery[0])
-        ):
+        if {"winrate", "elo"} & {r["aggregator"] for r in rows} and (recovery is None or (is_main and not recovery[0])):
             recovery = (is_main, rows)
     if recovery is not None:
         sections[RECOVERY] = [(label, label, v) for label, v in recovery_section(recovery[1])[1]]
     order = {label: t for t, label in enumerate(ROW_ORDER)}
     body = []
     for title, rows in sections.items():
-        rows = (
-            sorted(rows, key=lambda row: order.get(row[0], len(order)))
-            if title != RECOVERY
-            else rows
-        )
+        rows = sorted(rows, key=lambda row: order.get(row[0], len(order))) if title != RECOVERY else rows
         if rows:
             body.append((title, [(shown, values) for _, shown, values in rows]))
     return panel_table(body, column_layout(all_rows), first_header="Variant")

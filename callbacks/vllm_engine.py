@@ -73,18 +73,31 @@ def require_vllm() -> None:
         )
 
 
-def sampling_kwargs(num_generations: int, max_new_tokens: int, end_ids: Sequence[int], never_ids: Sequence[int],
-                    temperature: float = 1.0, top_p: float = 1.0) -> dict[str, Any]:
+def sampling_kwargs(
+    num_generations: int,
+    max_new_tokens: int,
+    end_ids: Sequence[int],
+    never_ids: Sequence[int],
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+) -> dict[str, Any]:
     """``SamplingParams`` keyword arguments of one rollout batch (see the module docstring).
 
     >>> kw = sampling_kwargs(4, 64, end_ids=[9, 2], never_ids=[11])
     >>> kw["stop_token_ids"], kw["logit_bias"], kw["top_k"], kw["detokenize"]
     ([9, 2], {11: -inf}, 0, False)
     """
-    return {"n": num_generations, "temperature": temperature, "top_p": top_p, "top_k": 0,
-            "max_tokens": max_new_tokens, "stop_token_ids": list(end_ids),
-            "logit_bias": {int(i): float("-inf") for i in never_ids},
-            "logprobs": 0, "detokenize": False}
+    return {
+        "n": num_generations,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": 0,
+        "max_tokens": max_new_tokens,
+        "stop_token_ids": list(end_ids),
+        "logit_bias": {int(i): float("-inf") for i in never_ids},
+        "logprobs": 0,
+        "detokenize": False,
+    }
 
 
 def make_sampling_params(kwargs: dict[str, Any]) -> Any:
@@ -119,8 +132,10 @@ def parse_vllm_outputs(outputs: Sequence[Any], num_generations: int, tokenizer: 
     completions = []
     for b, request in enumerate(outputs):
         if len(request.outputs) != num_generations:
-            raise ValueError(f"parse_vllm_outputs: prompt {b} has {len(request.outputs)} completions, "
-                             f"expected num_generations={num_generations}")
+            raise ValueError(
+                f"parse_vllm_outputs: prompt {b} has {len(request.outputs)} completions, "
+                f"expected num_generations={num_generations}"
+            )
         completions.extend(request.outputs)
     width = max((len(c.token_ids) for c in completions), default=0) or 1
     ids = torch.full((len(completions), width), tokenizer.pad_token_id, dtype=torch.long)  # (N, T)
@@ -132,10 +147,15 @@ def parse_vllm_outputs(outputs: Sequence[Any], num_generations: int, tokenizer: 
         positions = c.logprobs or [None] * len(tokens)
         logp[i, : len(tokens)] = torch.tensor([_sampled_logprob(pos, tok) for pos, tok in zip(positions, tokens)])
     mask = tpl.lengths_to_mask(lengths, width)  # (N, T)
-    return Rollouts(response_ids=ids, response_mask=mask, old_logprobs=logp,
-                    texts=tpl.decode_rows(tokenizer, ids, mask),
-                    prompt_index=torch.arange(len(outputs)).repeat_interleave(num_generations),
-                    group_size=num_generations, tokens_per_s=float(lengths.sum()) / max(elapsed_s, 1e-9))
+    return Rollouts(
+        response_ids=ids,
+        response_mask=mask,
+        old_logprobs=logp,
+        texts=tpl.decode_rows(tokenizer, ids, mask),
+        prompt_index=torch.arange(len(outputs)).repeat_interleave(num_generations),
+        group_size=num_generations,
+        tokens_per_s=float(lengths.sum()) / max(elapsed_s, 1e-9),
+    )
 
 
 def export_engine_dir(policy: Any, folder: str | Path) -> Path:
@@ -158,8 +178,12 @@ def distributed_env(world_size: int, global_rank: int, local_rank: int) -> dict[
     >>> distributed_env(8, 3, 3)
     {'RANK': '3', 'LOCAL_RANK': '3', 'WORLD_SIZE': '8', 'VLLM_ENABLE_V1_MULTIPROCESSING': '0'}
     """
-    return {"RANK": str(global_rank), "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(world_size),
-            "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    return {
+        "RANK": str(global_rank),
+        "LOCAL_RANK": str(local_rank),
+        "WORLD_SIZE": str(world_size),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    }
 
 
 def engine_kwargs(folder: Path, world_size: int, global_rank: int, seed: int, **llm_args: Any) -> dict[str, Any]:
@@ -170,9 +194,16 @@ def engine_kwargs(folder: Path, world_size: int, global_rank: int, seed: int, **
     >>> kw["tokenizer"], kw["distributed_executor_backend"], kw["seed"], kw["load_format"]
     ('/x', 'external_launcher', 12, 'dummy')
     """
-    kwargs = {"model": str(folder), "tokenizer": str(folder), "load_format": "dummy",
-              "enable_prompt_embeds": True, "limit_mm_per_prompt": {"image": 0, "video": 0},
-              "tensor_parallel_size": 1, "seed": seed + global_rank, **llm_args}
+    kwargs = {
+        "model": str(folder),
+        "tokenizer": str(folder),
+        "load_format": "dummy",
+        "enable_prompt_embeds": True,
+        "limit_mm_per_prompt": {"image": 0, "video": 0},
+        "tensor_parallel_size": 1,
+        "seed": seed + global_rank,
+        **llm_args,
+    }
     if world_size > 1:
         kwargs["distributed_executor_backend"] = "external_launcher"
     return kwargs
@@ -193,15 +224,30 @@ class VLLMRollout:
         llm: an already-built engine (tests inject fakes); built at the first rollout otherwise.
     """
 
-    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, gpu_memory_utilization: float = 0.2,
-                 enable_sleep_mode: bool = True, max_model_len: int | None = None, dtype: str = "bfloat16",
-                 seed: int = 0, export_dir: str | None = None, weight_name_map: dict[str, str] | None = None,
-                 llm_kwargs: dict[str, Any] | None = None, llm: Any = None) -> None:
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        gpu_memory_utilization: float = 0.2,
+        enable_sleep_mode: bool = True,
+        max_model_len: int | None = None,
+        dtype: str = "bfloat16",
+        seed: int = 0,
+        export_dir: str | None = None,
+        weight_name_map: dict[str, str] | None = None,
+        llm_kwargs: dict[str, Any] | None = None,
+        llm: Any = None,
+    ) -> None:
         if llm is None:
             require_vllm()
         self.sampling = {"temperature": temperature, "top_p": top_p}
-        self.llm_args = {"gpu_memory_utilization": gpu_memory_utilization, "enable_sleep_mode": enable_sleep_mode,
-                         "max_model_len": max_model_len, "dtype": dtype, **(llm_kwargs or {})}
+        self.llm_args = {
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "enable_sleep_mode": enable_sleep_mode,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            **(llm_kwargs or {}),
+        }
         self.seed, self.export_dir = seed, export_dir
         self.sleep_mode = enable_sleep_mode
         self.name_map = dict(weight_name_map or {})
@@ -242,8 +288,11 @@ class VLLMRollout:
         llm = self._engine(policy)
         inputs = policy.build_prompt_inputs(batch)
         prompts = build_vllm_requests(policy.prompt_embeds(inputs))
-        params = make_sampling_params(sampling_kwargs(num_generations, max_new_tokens, policy.end_token_ids(),
-                                                      policy.never_generate, **self.sampling))
+        params = make_sampling_params(
+            sampling_kwargs(
+                num_generations, max_new_tokens, policy.end_token_ids(), policy.never_generate, **self.sampling
+            )
+        )
         if self.sleep_mode:
             llm.wake_up()
         start = time.perf_counter()
@@ -252,15 +301,17 @@ class VLLMRollout:
         if self.sleep_mode:
             llm.sleep(level=1)
         tok = policy.tokenizer
-        r = drop_placeholders(parse_vllm_outputs(outputs, num_generations, tok, elapsed),
-                              policy.never_generate, tok.pad_token_id)
+        r = drop_placeholders(
+            parse_vllm_outputs(outputs, num_generations, tok, elapsed), policy.never_generate, tok.pad_token_id
+        )
         device = policy.device
         r.response_ids, r.response_mask = r.response_ids.to(device), r.response_mask.to(device)
         r.prompt_index, r.dropped = r.prompt_index.to(device), r.dropped.to(device)
         # old-policy log-probs from the training model itself; the engine's feed the IS correction
         r.engine_logprobs = r.old_logprobs.to(device)
-        r.old_logprobs = (policy.response_logprobs(inputs, r.response_ids, r.response_mask).float()
-                          * r.response_mask).detach()
+        r.old_logprobs = (
+            policy.response_logprobs(inputs, r.response_ids, r.response_mask).float() * r.response_mask
+        ).detach()
         return r
 
     def close(self) -> None:

@@ -47,11 +47,7 @@ def policy_weights(
             merged[f"{mod_name}.base_layer.weight"] = module.get_merged_weights(module.active_adapters).detach()
             continue
         base = getattr(module, "base_layer", None)
-        if (
-            base is None
-            or not hasattr(module, "get_delta_weight")
-            or getattr(module, "merged", False)
-        ):
+        if base is None or not hasattr(module, "get_delta_weight") or getattr(module, "merged", False):
             continue
         weight = base.weight.detach()
         for adapter in getattr(module, "active_adapters", []):

@@ -59,16 +59,19 @@ class Coverage:
 
     def message(self) -> str:
         """One line for the setup log."""
+
         def kinds(c: Counter) -> str:
             return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
         share = 100.0 * self.used / self.listed if self.listed else 0.0
-        return (f"rationale file {self.file}: {self.table!r} trains on {self.used} of its "
-                f"{self.listed} annotated pairs ({share:.1f}%); dropped from SFT: rejected "
-                f"{sum(self.rejected.values())} ({kinds(self.rejected)}), failed "
-                f"{sum(self.failed.values())} ({kinds(self.failed)}), verdict disagrees with the "
-                f"labels {self.disagree}, video not on disk {self.absent}, over num_train_pairs "
-                f"{self.capped}")
+        return (
+            f"rationale file {self.file}: {self.table!r} trains on {self.used} of its "
+            f"{self.listed} annotated pairs ({share:.1f}%); dropped from SFT: rejected "
+            f"{sum(self.rejected.values())} ({kinds(self.rejected)}), failed "
+            f"{sum(self.failed.values())} ({kinds(self.failed)}), verdict disagrees with the "
+            f"labels {self.disagree}, video not on disk {self.absent}, over num_train_pairs "
+            f"{self.capped}"
+        )
 
 
 def _in_table(table: Any, records: dict[Key, dict], group_key: str | None) -> list[Key]:
@@ -76,12 +79,16 @@ def _in_table(table: Any, records: dict[Key, dict], group_key: str | None) -> li
     lookup = {n: k for k, n in enumerate(table.names)}
     extra = getattr(table, "extra", None) or {}
     group = extra.get(group_key) if group_key else None
-    return [(a, b) for a, b in sorted(records) if a in lookup and b in lookup and a != b
-            and (group is None or group[lookup[a]] == group[lookup[b]])]
+    return [
+        (a, b)
+        for a, b in sorted(records)
+        if a in lookup and b in lookup and a != b and (group is None or group[lookup[a]] == group[lookup[b]])
+    ]
 
 
-def annotated_pairs(table: Any, records: dict[Key, dict[str, Any]], num_pairs: int, seed: int,
-                    group_key: str | None, file: str) -> tuple[PairList, list[str], Coverage]:
+def annotated_pairs(
+    table: Any, records: dict[Key, dict[str, Any]], num_pairs: int, seed: int, group_key: str | None, file: str
+) -> tuple[PairList, list[str], Coverage]:
     """The SFT pairs of ``table`` from annotation ``records`` (module docstring), with coverage.
 
     Args:
@@ -113,8 +120,9 @@ def annotated_pairs(table: Any, records: dict[Key, dict[str, Any]], num_pairs: i
         else:
             usable.append(key)
     if not usable:
-        raise ValueError(f"{file}: no usable rationale for training table {table.benchmark!r}: "
-                         + cov.message().split(": ", 1)[1])
+        raise ValueError(
+            f"{file}: no usable rationale for training table {table.benchmark!r}: " + cov.message().split(": ", 1)[1]
+        )
     if len(usable) > num_pairs:
         pick = np.sort(np.random.default_rng(seed).permutation(len(usable))[:num_pairs])
         cov.capped = len(usable) - num_pairs

@@ -86,8 +86,7 @@ def _txt(path: Path, bench: str) -> Parsed:
 def _csv_rows(path: Path, delimiter: str = ",") -> tuple[list[str], list[Row]]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
-        rows = [(reader.line_num, r) for r in reader
-                if any(isinstance(v, str) and v.strip() for v in r.values())]
+        rows = [(reader.line_num, r) for r in reader if any(isinstance(v, str) and v.strip() for v in r.values())]
         return list(reader.fieldnames or []), rows
 
 

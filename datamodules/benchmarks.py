@@ -34,8 +34,7 @@ import numpy as np
 
 from datamodules.benchmark_formats import LabelFormatError, read_verbatim
 
-__all__ = ["VideoTable", "LabelFormatError", "SCALES", "BENCHMARKS", "read_benchmark",
-           "read_label_csv", "to_unit5"]
+__all__ = ["VideoTable", "LabelFormatError", "SCALES", "BENCHMARKS", "read_benchmark", "read_label_csv", "to_unit5"]
 
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
 
@@ -43,18 +42,30 @@ LABELS_DIR = Path(__file__).resolve().parent / "labels"
 #: CVD2014's *realigned* MOS extends its nominal 0–100 scale below 0 (lowest: −6.5), so its lower
 #: bound is −6.5: the map stays linear (correlations equal those on the raw MOS) and inside [1, 5].
 SCALES: dict[str, tuple[float, float]] = {
-    "konvid1k": (1.0, 5.0), "live_vqc": (0.0, 100.0), "lsvq_train": (0.0, 100.0),
-    "lsvq_test": (0.0, 100.0), "lsvq_1080p": (0.0, 100.0), "yt_gaming": (0.0, 100.0),
-    "waterloo_4k": (0.0, 100.0), "vdpve": (0.0, 100.0), "youtube_ugc": (1.0, 5.0),
-    "cvd2014": (-6.5, 100.0), "live_qualcomm": (0.0, 100.0),
+    "konvid1k": (1.0, 5.0),
+    "live_vqc": (0.0, 100.0),
+    "lsvq_train": (0.0, 100.0),
+    "lsvq_test": (0.0, 100.0),
+    "lsvq_1080p": (0.0, 100.0),
+    "yt_gaming": (0.0, 100.0),
+    "waterloo_4k": (0.0, 100.0),
+    "vdpve": (0.0, 100.0),
+    "youtube_ugc": (1.0, 5.0),
+    "cvd2014": (-6.5, 100.0),
+    "live_qualcomm": (0.0, 100.0),
 }
 #: Bundled normalised list and (for LSVQ) split of each named benchmark.
 _BUNDLED: dict[str, tuple[str, str | None]] = {
-    "konvid1k": ("KoNViD-1k.csv", None), "live_vqc": ("LIVE-VQC.csv", None),
-    "lsvq_train": ("LSVQ.csv", "train"), "lsvq_test": ("LSVQ.csv", "test"),
-    "lsvq_1080p": ("LSVQ.csv", "test_1080p"), "yt_gaming": ("LIVE-YT-Gaming.csv", None),
-    "waterloo_4k": ("Waterloo-IVC-4K.csv", None), "vdpve": ("VDPVE.csv", None),
-    "youtube_ugc": ("YouTube-UGC.csv", None), "cvd2014": ("CVD2014.csv", None),
+    "konvid1k": ("KoNViD-1k.csv", None),
+    "live_vqc": ("LIVE-VQC.csv", None),
+    "lsvq_train": ("LSVQ.csv", "train"),
+    "lsvq_test": ("LSVQ.csv", "test"),
+    "lsvq_1080p": ("LSVQ.csv", "test_1080p"),
+    "yt_gaming": ("LIVE-YT-Gaming.csv", None),
+    "waterloo_4k": ("Waterloo-IVC-4K.csv", None),
+    "vdpve": ("VDPVE.csv", None),
+    "youtube_ugc": ("YouTube-UGC.csv", None),
+    "cvd2014": ("CVD2014.csv", None),
     "live_qualcomm": ("LIVE-Qualcomm.csv", None),
 }
 BENCHMARKS: list[str] = sorted([*SCALES, "csv"])
@@ -94,11 +105,16 @@ class VideoTable:
         """Rows ``idx`` (indices or boolean mask) as a new table."""
         pick = [int(k) for k in np.arange(len(self))[np.asarray(idx)]]
         missing = set(self.missing)
-        return VideoTable(self.benchmark, [self.names[k] for k in pick],
-                          [self.paths[k] for k in pick], self.mos[pick], self.mos_raw[pick],
-                          [self.split[k] for k in pick],
-                          [self.names[k] for k in pick if self.names[k] in missing],
-                          {c: [v[k] for k in pick] for c, v in self.extra.items()})
+        return VideoTable(
+            self.benchmark,
+            [self.names[k] for k in pick],
+            [self.paths[k] for k in pick],
+            self.mos[pick],
+            self.mos_raw[pick],
+            [self.split[k] for k in pick],
+            [self.names[k] for k in pick if self.names[k] in missing],
+            {c: [v[k] for k in pick] for c, v in self.extra.items()},
+        )
 
 
 def to_unit5(values: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
@@ -133,8 +149,10 @@ def missing_labels_hint(path: Path) -> str:
     """
     if "synthetic" not in Path(path).parent.name:
         return ""
-    return (f"; the synthetic benchmark is generated: python -m datamodules.synthetic --out "
-            f"{Path(path).parent.as_posix()} --seed 0 (make demo runs it)")
+    return (
+        f"; the synthetic benchmark is generated: python -m datamodules.synthetic --out "
+        f"{Path(path).parent.as_posix()} --seed 0 (make demo runs it)"
+    )
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -145,14 +163,14 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
         reader = csv.DictReader(fh)
         if not reader.fieldnames:
             raise LabelFormatError(f"{path}:1: empty label file (no header)")
-        rows = [(reader.line_num, r) for r in reader
-                if any(isinstance(v, str) and v.strip() for v in r.values())]
+        rows = [(reader.line_num, r) for r in reader if any(isinstance(v, str) and v.strip() for v in r.values())]
         header = [h.strip() for h in reader.fieldnames]
     return header, [(ln, {k.strip(): (v or "").strip() for k, v in r.items() if k}) for ln, r in rows]
 
 
-def _row_scales(path: Path, header: list[str], rows: list[tuple[int, dict[str, str]]]
-                ) -> tuple[np.ndarray, np.ndarray] | None:
+def _row_scales(
+    path: Path, header: list[str], rows: list[tuple[int, dict[str, str]]]
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-row ``(lo, hi)`` from ``scale_lo/scale_hi`` or ``scale`` columns (None: no columns)."""
     if "scale_lo" in header and "scale_hi" in header:
         lo = [_float(r["scale_lo"], path, ln, "scale_lo") for ln, r in rows]
@@ -162,8 +180,9 @@ def _row_scales(path: Path, header: list[str], rows: list[tuple[int, dict[str, s
         for ln, r in rows:
             m = _SCALE_TEXT.fullmatch(r["scale"])
             if m is None:
-                raise LabelFormatError(f"{path}:{ln}: column 'scale' must read 'lo-hi', 'lo:hi' or "
-                                       f"'lo..hi', got {r['scale']!r}")
+                raise LabelFormatError(
+                    f"{path}:{ln}: column 'scale' must read 'lo-hi', 'lo:hi' or 'lo..hi', got {r['scale']!r}"
+                )
             lo.append(float(m.group(1)))
             hi.append(float(m.group(2)))
     else:
@@ -174,8 +193,14 @@ def _row_scales(path: Path, header: list[str], rows: list[tuple[int, dict[str, s
     return np.asarray(lo), np.asarray(hi)
 
 
-def _map_mos(path: Path, lines: list[int] | None, raw: np.ndarray, scales: tuple | None,
-             scale: tuple[float, float] | None, require_scale: bool) -> np.ndarray:
+def _map_mos(
+    path: Path,
+    lines: list[int] | None,
+    raw: np.ndarray,
+    scales: tuple | None,
+    scale: tuple[float, float] | None,
+    require_scale: bool,
+) -> np.ndarray:
     """Raw MOS → [1, 5] from the scale rules of the module docstring."""
     known = np.isfinite(raw)
     if scales is None and scale is None:
@@ -184,7 +209,8 @@ def _map_mos(path: Path, lines: list[int] | None, raw: np.ndarray, scales: tuple
         elif require_scale:
             raise LabelFormatError(
                 f"{path}: MOS spans [{raw[known].min():g}, {raw[known].max():g}], outside 1-5, and no "
-                "scale is given: pass scale=(lo, hi) or add scale_lo/scale_hi (or 'scale') columns")
+                "scale is given: pass scale=(lo, hi) or add scale_lo/scale_hi (or 'scale') columns"
+            )
         else:
             return np.full_like(raw, np.nan)
     lo, hi = scales if scales is not None else scale  # type: ignore[misc]
@@ -212,9 +238,14 @@ def _check_names(path: Path, rows: list[tuple[int, dict[str, str]]]) -> list[str
     return names
 
 
-def read_label_csv(path: str | Path, name: str = "csv", split: str | None = None,
-                   scale: tuple[float, float] | None = None, require_scale: bool = True,
-                   require_mos: bool = True) -> VideoTable:
+def read_label_csv(
+    path: str | Path,
+    name: str = "csv",
+    split: str | None = None,
+    scale: tuple[float, float] | None = None,
+    require_scale: bool = True,
+    require_mos: bool = True,
+) -> VideoTable:
     """Read a ``video,mos[,split][,...]`` csv (extra columns go to ``extra``).
 
     Args:
@@ -243,10 +274,11 @@ def read_label_csv(path: str | Path, name: str = "csv", split: str | None = None
         if not rows:
             raise LabelFormatError(f"{path}: no row has split {split!r}")
     names = _check_names(path, rows)
-    raw = np.asarray([_float(r["mos"], path, ln, "mos") if r.get("mos") or require_mos else np.nan
-                      for ln, r in rows], dtype=np.float64)
-    mos = _map_mos(path, [ln for ln, _ in rows], raw, _row_scales(path, header, rows), scale,
-                   require_scale)
+    raw = np.asarray(
+        [_float(r["mos"], path, ln, "mos") if r.get("mos") or require_mos else np.nan for ln, r in rows],
+        dtype=np.float64,
+    )
+    mos = _map_mos(path, [ln for ln, _ in rows], raw, _row_scales(path, header, rows), scale, require_scale)
     extra = {c: [r.get(c, "") for _, r in rows] for c in header if c not in ("video", "mos", "split")}
     splits = [r.get("split") or split or "all" for _, r in rows]
     return VideoTable(name, names, list(names), mos, raw, splits, [], extra)
@@ -259,13 +291,20 @@ def _attach_root(table: VideoTable, video_root: str | None) -> VideoTable:
     table.paths = [str(root / n) for n in table.names]
     table.missing = [n for n, p in zip(table.names, table.paths) if not Path(p).is_file()]
     if table.names and len(table.missing) == len(table.names):
-        raise FileNotFoundError(f"none of the {len(table.names)} videos of {table.benchmark!r} exist "
-                                f"under {root} (e.g. {table.paths[0]}); check video_root")
+        raise FileNotFoundError(
+            f"none of the {len(table.names)} videos of {table.benchmark!r} exist "
+            f"under {root} (e.g. {table.paths[0]}); check video_root"
+        )
     return table
 
 
-def read_benchmark(name: str, label_file: str | None = None, video_root: str | None = None,
-                   split: str | None = None, scale: tuple[float, float] | None = None) -> VideoTable:
+def read_benchmark(
+    name: str,
+    label_file: str | None = None,
+    video_root: str | None = None,
+    split: str | None = None,
+    scale: tuple[float, float] | None = None,
+) -> VideoTable:
     """Read a benchmark's labels as a :class:`VideoTable` (MOS mapped to [1, 5]).
 
     Args:
@@ -310,5 +349,6 @@ def _named(name: str, label_file: str | None, split: str | None) -> VideoTable:
         return table
     raw = np.asarray(parsed.mos, dtype=np.float64)
     mos = _map_mos(path, None, raw, None, SCALES[name], True)
-    return VideoTable(name, parsed.names, list(parsed.names), mos, raw,
-                      [split or bundled_split or "all"] * len(raw), [], parsed.extra)
+    return VideoTable(
+        name, parsed.names, list(parsed.names), mos, raw, [split or bundled_split or "all"] * len(raw), [], parsed.extra
+    )

@@ -27,8 +27,16 @@ from datamodules.benchmarks import VideoTable
 from datamodules.pairs import PairList
 from datamodules.video import Clip, VideoDecodeError, load_clip
 
-__all__ = ["VideoBatch", "PairBatch", "DecodeSettings", "BadVideos", "PairDataset", "VideoDataset",
-           "collate_pairs", "collate_videos"]
+__all__ = [
+    "VideoBatch",
+    "PairBatch",
+    "DecodeSettings",
+    "BadVideos",
+    "PairDataset",
+    "VideoDataset",
+    "collate_pairs",
+    "collate_videos",
+]
 
 
 @dataclass
@@ -86,9 +94,15 @@ class DecodeSettings:
         if path in self._cache:
             self._cache.move_to_end(path)
             return self._cache[path]
-        clip = load_clip(path, num_frames=self.num_frames, motion_frames=self.motion_frames,
-                         size=self.size, motion_size=self.motion_size, alpha=self.alpha,
-                         backend=self.backend)
+        clip = load_clip(
+            path,
+            num_frames=self.num_frames,
+            motion_frames=self.motion_frames,
+            size=self.size,
+            motion_size=self.motion_size,
+            alpha=self.alpha,
+            backend=self.backend,
+        )
         if self.cache_size > 0:
             self._cache[path] = clip
             while len(self._cache) > self.cache_size:
@@ -106,15 +120,17 @@ class BadVideos:
         path = str(getattr(err, "path", "?"))
         if path not in self.seen:
             self.seen[path] = str(getattr(err, "reason", err))
-            warnings.warn(f"skipping undecodable video {path}: {self.seen[path]} "
-                          f"({len(self.seen)} bad so far)", stacklevel=3)
+            warnings.warn(
+                f"skipping undecodable video {path}: {self.seen[path]} ({len(self.seen)} bad so far)", stacklevel=3
+            )
 
 
 class PairDataset(Dataset):
     """Ordered pairs of one table; decodes both clips per item."""
 
-    def __init__(self, table: VideoTable, pairs: PairList, rationales: list[str] | None,
-                 decode: DecodeSettings, skip_bad: bool) -> None:
+    def __init__(
+        self, table: VideoTable, pairs: PairList, rationales: list[str] | None, decode: DecodeSettings, skip_bad: bool
+    ) -> None:
         if rationales is not None and len(rationales) != len(pairs):
             raise ValueError(f"{len(rationales)} rationales for {len(pairs)} pairs of {table.benchmark!r}")
         self.table, self.pairs, self.rationales = table, pairs, rationales
@@ -128,11 +144,15 @@ class PairDataset(Dataset):
         for path in (self.table.paths[a], self.table.paths[b]):
             if path in self.bad.seen:  # known bad: do not decode it again
                 raise VideoDecodeError(path, self.bad.seen[path])
-        return {"clip_a": self.decode.load(self.table.paths[a]),
-                "clip_b": self.decode.load(self.table.paths[b]),
-                "margin": float(self.pairs.margin[k]), "index_a": a, "index_b": b,
-                "rationale": None if self.rationales is None else self.rationales[k],
-                "benchmark": self.table.benchmark}
+        return {
+            "clip_a": self.decode.load(self.table.paths[a]),
+            "clip_b": self.decode.load(self.table.paths[b]),
+            "margin": float(self.pairs.margin[k]),
+            "index_a": a,
+            "index_b": b,
+            "rationale": None if self.rationales is None else self.rationales[k],
+            "benchmark": self.table.benchmark,
+        }
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         for attempt in range(len(self)):
@@ -142,8 +162,7 @@ class PairDataset(Dataset):
                 if not self.skip_bad:
                     raise
                 self.bad.add(err)
-        raise RuntimeError(f"no decodable pair left in {self.table.benchmark!r}; "
-                           f"bad videos: {sorted(self.bad.seen)}")
+        raise RuntimeError(f"no decodable pair left in {self.table.benchmark!r}; bad videos: {sorted(self.bad.seen)}")
 
 
 class VideoDataset(Dataset):
@@ -157,8 +176,9 @@ class VideoDataset(Dataset):
         rationales: one rationale per row (pointwise SFT with reasoning), or ``None``.
     """
 
-    def __init__(self, table: VideoTable, decode: DecodeSettings, skip_bad: bool = False,
-                 rationales: list[str] | None = None) -> None:
+    def __init__(
+        self, table: VideoTable, decode: DecodeSettings, skip_bad: bool = False, rationales: list[str] | None = None
+    ) -> None:
         if rationales is not None and len(rationales) != len(table):
             raise ValueError(f"{len(rationales)} rationales for {len(table)} videos of {table.benchmark!r}")
         self.table, self.decode, self.skip_bad, self.bad = table, decode, skip_bad, BadVideos()
@@ -177,9 +197,15 @@ class VideoDataset(Dataset):
         except VideoDecodeError as err:
             self.bad.add(err)
             error = str(err)
-        return {"clip": clip, "index": k, "benchmark": self.table.benchmark,
-                "name": self.table.names[k], "mos": float(self.table.mos[k]), "error": error,
-                "rationale": None if self.rationales is None else self.rationales[k]}
+        return {
+            "clip": clip,
+            "index": k,
+            "benchmark": self.table.benchmark,
+            "name": self.table.names[k],
+            "mos": float(self.table.mos[k]),
+            "error": error,
+            "rationale": None if self.rationales is None else self.rationales[k],
+        }
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         item = self._item(k)
@@ -189,20 +215,21 @@ class VideoDataset(Dataset):
             item = self._item((k + attempt) % len(self))
             if item["clip"] is not None:
                 return item
-        raise RuntimeError(f"no decodable video in {self.table.benchmark!r}; "
-                           f"bad videos: {sorted(self.bad.seen)}")
+        raise RuntimeError(f"no decodable video in {self.table.benchmark!r}; bad videos: {sorted(self.bad.seen)}")
 
 
 def collate_pairs(items: Sequence[dict[str, Any]]) -> PairBatch:
     """Stack pair items into a :class:`PairBatch` (``rationale=None`` if any item lacks one)."""
     rationale = [it["rationale"] for it in items]
     return PairBatch(
-        clips_a=[it["clip_a"] for it in items], clips_b=[it["clip_b"] for it in items],
+        clips_a=[it["clip_a"] for it in items],
+        clips_b=[it["clip_b"] for it in items],
         margin=torch.tensor([it["margin"] for it in items], dtype=torch.float32),
         rationale=None if any(r is None for r in rationale) else rationale,
         benchmark=[it["benchmark"] for it in items],
         index_a=torch.tensor([it["index_a"] for it in items], dtype=torch.long),
-        index_b=torch.tensor([it["index_b"] for it in items], dtype=torch.long))
+        index_b=torch.tensor([it["index_b"] for it in items], dtype=torch.long),
+    )
 
 
 def collate_videos(items: Sequence[dict[str, Any]]) -> VideoBatch:
@@ -211,7 +238,9 @@ def collate_videos(items: Sequence[dict[str, Any]]) -> VideoBatch:
     return VideoBatch(
         clips=[it["clip"] for it in items],
         index=torch.tensor([it["index"] for it in items], dtype=torch.long),
-        benchmark=[it["benchmark"] for it in items], name=[it["name"] for it in items],
+        benchmark=[it["benchmark"] for it in items],
+        name=[it["name"] for it in items],
         mos=torch.tensor([it["mos"] for it in items], dtype=torch.float32),
         error=[it["error"] for it in items],
-        rationale=None if any(r is None for r in rationale) else rationale)
+        rationale=None if any(r is None for r in rationale) else rationale,
+    )

@@ -31,8 +31,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PairList", "RationaleFn", "build_pairs", "build_present_pairs", "pairs_from_names",
-           "attach_rationales", "split_by_video", "largest_remainder", "margin_edges"]
+__all__ = [
+    "PairList",
+    "RationaleFn",
+    "build_pairs",
+    "build_present_pairs",
+    "pairs_from_names",
+    "attach_rationales",
+    "split_by_video",
+    "largest_remainder",
+    "margin_edges",
+]
 
 RationaleFn = Callable[[Any, int, int, float], str]
 """``rationale_fn(table, i, j, margin) -> str``: text for Video A = row ``i``, B = row ``j``."""
@@ -136,8 +145,7 @@ def margin_edges(mos: np.ndarray, num_bins: int) -> np.ndarray:
     return edges
 
 
-def _stratified(rows: np.ndarray, mos: np.ndarray, count: int, num_bins: int,
-                rng: np.random.Generator) -> np.ndarray:
+def _stratified(rows: np.ndarray, mos: np.ndarray, count: int, num_bins: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` distinct unordered pairs of ``rows`` spread equally over ``|m*|`` bins.
 
     Bins are equal-width on ``[0, g99]`` (``g99``: 99th percentile of ``|m*|`` over random
@@ -184,9 +192,9 @@ def _cycles(edges: np.ndarray, num_nodes: int) -> list[list[tuple[int, int, int]
             if head in pos:
                 p = pos[head]
                 cycles.append(steps[p:] + [(e, v, head)])
-                for x in path[p + 1:]:
+                for x in path[p + 1 :]:
                     del pos[x]
-                del path[p + 1:], steps[p:]
+                del path[p + 1 :], steps[p:]
             else:
                 pos[head] = len(path)
                 path.append(head)
@@ -215,8 +223,9 @@ def _orient(pairs: np.ndarray, mos: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_pairs(table: Any, num_pairs: int, seed: int = 0, group_key: str | None = "source",
-                num_bins: int = 4) -> PairList:
+def build_pairs(
+    table: Any, num_pairs: int, seed: int = 0, group_key: str | None = "source", num_bins: int = 4
+) -> PairList:
     """Sample ``num_pairs`` ordered training pairs of one table.
 
     Args:
@@ -250,15 +259,13 @@ def build_pairs(table: Any, num_pairs: int, seed: int = 0, group_key: str | None
         raise ValueError(f"table {table.benchmark!r} has no group with two or more videos to pair")
     sizes = np.array([g.size for g in groups], dtype=np.int64)
     quota = _fill(num_pairs, sizes * (sizes - 1) // 2, sizes)  # by group size, capped by capacity
-    pairs = np.concatenate([_stratified(rows, mos, int(q), num_bins, rng)
-                            for rows, q in zip(groups, quota) if q > 0])
+    pairs = np.concatenate([_stratified(rows, mos, int(q), num_bins, rng) for rows, q in zip(groups, quota) if q > 0])
     pairs = _orient(pairs[rng.permutation(len(pairs))], mos)
     a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     return PairList(a, b, mos[a] - mos[b], str(table.benchmark))
 
 
-def build_present_pairs(table: Any, num_pairs: int, seed: int = 0,
-                        group_key: str | None = "source") -> PairList:
+def build_present_pairs(table: Any, num_pairs: int, seed: int = 0, group_key: str | None = "source") -> PairList:
     """:func:`build_pairs` over the videos of ``table`` that are on disk (not in ``table.missing``).
 
     Indices refer to ``table`` itself. With nothing missing this is ``build_pairs(table, ...)``.
@@ -294,8 +301,9 @@ def attach_rationales(table: Any, pairs: PairList, rationale_fn: RationaleFn | N
     """One rationale per pair from ``rationale_fn`` (``""`` for every pair when it is None)."""
     if rationale_fn is None:
         return [""] * len(pairs)
-    return [rationale_fn(table, int(a), int(b), float(m))
-            for a, b, m in zip(pairs.index_a, pairs.index_b, pairs.margin)]
+    return [
+        rationale_fn(table, int(a), int(b), float(m)) for a, b, m in zip(pairs.index_a, pairs.index_b, pairs.margin)
+    ]
 
 
 def split_by_video(table: Any, held_out: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

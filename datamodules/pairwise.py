@@ -41,8 +41,15 @@ from datamodules.pair_datasets import (
 from datamodules.pairs import PairList, attach_rationales, build_present_pairs, largest_remainder
 from datamodules.video import Clip, list_videos
 
-__all__ = ["BenchmarkSpec", "EvalSet", "PairBatch", "VideoBatch", "PairwiseVideoDataModule",
-           "read_spec", "table_from_videos"]
+__all__ = [
+    "BenchmarkSpec",
+    "EvalSet",
+    "PairBatch",
+    "VideoBatch",
+    "PairwiseVideoDataModule",
+    "read_spec",
+    "table_from_videos",
+]
 
 MODES = ("pairwise", "pointwise")
 _SYNTHETIC_COLUMNS = {"content", "distortions", "severities"}
@@ -118,8 +125,9 @@ def table_from_videos(videos: str) -> VideoTable:
     table.paths = [str(path.parent / n) for n in table.names]
     table.missing = [n for n, p in zip(table.names, table.paths) if not Path(p).is_file()]
     if len(table.missing) == len(table):
-        raise FileNotFoundError(f"none of the {len(table)} videos listed in {path} exist "
-                                f"(names are relative to {path.parent})")
+        raise FileNotFoundError(
+            f"none of the {len(table)} videos listed in {path} exist (names are relative to {path.parent})"
+        )
     return table
 
 
@@ -197,8 +205,15 @@ class PairwiseVideoDataModule(LightningDataModule):
         self.train_specs = [_as_spec(s) for s in train_sets or []]
         self.val_specs = [_as_spec(s) for s in val_sets or []]
         self.test_specs = [_as_spec(s) for s in test_sets or []]
-        self.decode = DecodeSettings(num_frames, motion_frames, size if size is not None else frame_size,
-                                     motion_size, alpha, decode_backend, clip_cache_size)
+        self.decode = DecodeSettings(
+            num_frames,
+            motion_frames,
+            size if size is not None else frame_size,
+            motion_size,
+            alpha,
+            decode_backend,
+            clip_cache_size,
+        )
         self._tables: dict[str, VideoTable] = {}
         self._datasets: dict[str, Dataset] = {}
         self._records: dict[tuple[str, str], dict] | None = None
@@ -217,19 +232,19 @@ class PairwiseVideoDataModule(LightningDataModule):
         for spec in self.val_specs + self.test_specs:
             shared = train.intersection(self._table(spec).paths)
             if shared:
-                raise ValueError(f"{len(shared)} videos of eval set {spec.name!r} are also in the "
-                                 f"training sets, e.g. {sorted(shared)[0]}")
+                raise ValueError(
+                    f"{len(shared)} videos of eval set {spec.name!r} are also in the "
+                    f"training sets, e.g. {sorted(shared)[0]}"
+                )
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str | None = None) -> None:
         """Read label lists and build the datasets of ``stage`` (idempotent)."""
         if stage in (None, "fit") and "train" not in self._datasets:
             self._check_no_leakage()
-            self._datasets["train"] = self._train_dataset(self.train_specs,
-                                                          self.hparams.num_train_pairs, 0, True)
+            self._datasets["train"] = self._train_dataset(self.train_specs, self.hparams.num_train_pairs, 0, True)
         if stage in (None, "fit", "validate") and "val" not in self._datasets and self.val_specs:
-            self._datasets["val"] = self._train_dataset(self.val_specs, self.hparams.num_val_pairs,
-                                                        1, False)
+            self._datasets["val"] = self._train_dataset(self.val_specs, self.hparams.num_val_pairs, 1, False)
         if stage in (None, "test") and "test" not in self._datasets:
             self._datasets["test"] = self._video_dataset(self.test_specs)
         if stage in (None, "predict") and "predict" not in self._datasets and self.hparams.videos:
@@ -237,23 +252,27 @@ class PairwiseVideoDataModule(LightningDataModule):
             self._tables["predict"] = table
             self._datasets["predict"] = VideoDataset(table, self.decode)
 
-    def _train_dataset(self, specs: list[BenchmarkSpec], num_pairs: int, offset: int,
-                       annotated: bool) -> Dataset:
+    def _train_dataset(self, specs: list[BenchmarkSpec], num_pairs: int, offset: int, annotated: bool) -> Dataset:
         """Pairs (or, pointwise, videos) of ``specs``; ``annotated``: use the rationale file."""
         if not specs:
             raise ValueError("fit needs at least one entry in data.train_sets")
         skip = self.hparams.skip_bad_videos
         if self.hparams.mode == "pointwise":
-            return ConcatDataset([VideoDataset(self._table(s), self.decode, skip_bad=skip,
-                                               rationales=self._video_rationales(self._table(s)))
-                                  for s in specs])
+            return ConcatDataset(
+                [
+                    VideoDataset(
+                        self._table(s), self.decode, skip_bad=skip, rationales=self._video_rationales(self._table(s))
+                    )
+                    for s in specs
+                ]
+            )
         sizes = np.array([len(self._table(s)) for s in specs], dtype=np.float64)
         share = np.maximum(1, largest_remainder(num_pairs, sizes))
-        return ConcatDataset([self._pair_dataset(s, int(k), self.hparams.pair_seed + offset, annotated)
-                              for s, k in zip(specs, share)])
+        return ConcatDataset(
+            [self._pair_dataset(s, int(k), self.hparams.pair_seed + offset, annotated) for s, k in zip(specs, share)]
+        )
 
-    def _pair_dataset(self, spec: BenchmarkSpec, num_pairs: int, seed: int,
-                      annotated: bool) -> PairDataset:
+    def _pair_dataset(self, spec: BenchmarkSpec, num_pairs: int, seed: int, annotated: bool) -> PairDataset:
         table, hp = self._table(spec), self.hparams
         rationales: list[str] | None
         if hp.rationale_file and annotated:
@@ -261,8 +280,9 @@ class PairwiseVideoDataModule(LightningDataModule):
                 if not Path(hp.rationale_file).is_file():
                     raise FileNotFoundError(f"data.rationale_file not found: {hp.rationale_file}")
                 self._records = read_records(hp.rationale_file)
-            pairs, rationales, coverage = annotated_pairs(table, self._records, num_pairs, seed,
-                                                          hp.pair_group_key, hp.rationale_file)
+            pairs, rationales, coverage = annotated_pairs(
+                table, self._records, num_pairs, seed, hp.pair_group_key, hp.rationale_file
+            )
             self.rationale_coverage.append(coverage)
             rank_zero_info(coverage.message())
         else:
@@ -275,9 +295,12 @@ class PairwiseVideoDataModule(LightningDataModule):
     def _sample_present(self, table: VideoTable, num_pairs: int, seed: int) -> PairList:
         """:func:`build_present_pairs` (the SFT pair design), absent videos warned about once."""
         if table.missing:
-            warnings.warn(f"{table.benchmark!r}: {len(table.missing)} of {len(table)} listed videos "
-                          f"are not on disk (e.g. {table.paths[table.names.index(table.missing[0])]});"
-                          " pairs use the other videos", stacklevel=3)
+            warnings.warn(
+                f"{table.benchmark!r}: {len(table.missing)} of {len(table)} listed videos "
+                f"are not on disk (e.g. {table.paths[table.names.index(table.missing[0])]});"
+                " pairs use the other videos",
+                stacklevel=3,
+            )
         return build_present_pairs(table, num_pairs, seed=seed, group_key=self.hparams.pair_group_key)
 
     def _generated_rationales(self, table: VideoTable, pairs: Any) -> list[str] | None:
@@ -288,8 +311,11 @@ class PairwiseVideoDataModule(LightningDataModule):
             from datamodules.synthetic_rationale import rationale_for_table
 
             return attach_rationales(table, pairs, rationale_for_table)
-        warnings.warn(f"{table.benchmark!r}: no rationale source (set data.rationale_file, or "
-                      "reasoning=false); its pairs carry rationale=None", stacklevel=3)
+        warnings.warn(
+            f"{table.benchmark!r}: no rationale source (set data.rationale_file, or "
+            "reasoning=false); its pairs carry rationale=None",
+            stacklevel=3,
+        )
         return None
 
     def _video_rationales(self, table: VideoTable) -> list[str] | None:
@@ -300,8 +326,11 @@ class PairwiseVideoDataModule(LightningDataModule):
             from datamodules.synthetic_rationale import single_rationale_for_table
 
             return [single_rationale_for_table(table, k) for k in range(len(table))]
-        warnings.warn(f"{table.benchmark!r}: no single-video rationale source (the annotation files are "
-                      "pairwise; set reasoning=false); its videos carry rationale=None", stacklevel=3)
+        warnings.warn(
+            f"{table.benchmark!r}: no single-video rationale source (the annotation files are "
+            "pairwise; set reasoning=false); its videos carry rationale=None",
+            stacklevel=3,
+        )
         return None
 
     def _video_dataset(self, specs: list[BenchmarkSpec]) -> Dataset:
@@ -314,10 +343,14 @@ class PairwiseVideoDataModule(LightningDataModule):
         if key not in self._datasets:
             self.setup({"train": "fit", "val": "validate"}.get(key, key))
         pairwise = self.hparams.mode == "pairwise" and key in ("train", "val")
-        return DataLoader(self._datasets[key], batch_size=batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers,
-                          collate_fn=collate_pairs if pairwise else collate_videos,
-                          persistent_workers=self.hparams.num_workers > 0)
+        return DataLoader(
+            self._datasets[key],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            collate_fn=collate_pairs if pairwise else collate_videos,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.hparams.batch_size, shuffle=True)
@@ -378,4 +411,3 @@ class PairwiseVideoDataModule(LightningDataModule):
             for part in getattr(ds, "datasets", [ds]):
                 out.update(getattr(part, "bad", BadVideos()).seen)
         return out
-

@@ -50,8 +50,7 @@ from datamodules.synthetic_distort import (
 )
 
 GENERATOR_VERSION = 1
-LABEL_COLUMNS = ("video", "mos", "source", "split", "content", "distortions", "severities", "q",
-                 "scale_lo", "scale_hi")
+LABEL_COLUMNS = ("video", "mos", "source", "split", "content", "distortions", "severities", "q", "scale_lo", "scale_hi")
 TRAIN_FAMILIES = ("texture_pan", "shapes", "zoom_noise", "scene")
 HELD_OUT_FAMILIES = ("ripples",)
 
@@ -71,8 +70,7 @@ SPLITS: dict[str, SplitSpec] = {
     "train": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
     "test": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
     "ood_content": SplitSpec(HELD_OUT_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
-    "ood_distortion": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, HELD_OUT_DISTORTIONS,
-                                TRAIN_SOURCES, False),
+    "ood_distortion": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, HELD_OUT_DISTORTIONS, TRAIN_SOURCES, False),
     "ood_calibration": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), HELD_OUT_SOURCES, True),
 }
 
@@ -126,8 +124,7 @@ def encode_mp4(frames: np.ndarray, path: str | Path, crf: int, fps: int = 16) ->
     os.replace(tmp, path)
 
 
-def _draw_distortions(spec: SplitSpec, beta: tuple[float, float],
-                      rng: np.random.Generator) -> dict[str, float]:
+def _draw_distortions(spec: SplitSpec, beta: tuple[float, float], rng: np.random.Generator) -> dict[str, float]:
     """1–3 distortions (one from ``spec.required`` if set) with Beta-distributed severities."""
     count = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
     chosen = [str(rng.choice(spec.required))] if spec.required else []
@@ -166,10 +163,18 @@ def make_clip(out_dir: str | Path, seed: int, index: int, split: str, size: str)
     crf = crf_for_severity(distortions.get("compression"))
     encode_mp4(np.round(distorted).astype(np.uint8), Path(out_dir) / video, crf, preset.fps)
     q = latent_quality(distortions, texture, motion)
-    return {"video": video, "mos": f"{source.rate(q, rng):.4f}", "source": source.name,
-            "split": split, "content": family, "distortions": ";".join(distortions),
-            "severities": ";".join(f"{s:.3f}" for s in distortions.values()), "q": f"{q:.4f}",
-            "scale_lo": f"{source.scale_lo:g}", "scale_hi": f"{source.scale_hi:g}"}
+    return {
+        "video": video,
+        "mos": f"{source.rate(q, rng):.4f}",
+        "source": source.name,
+        "split": split,
+        "content": family,
+        "distortions": ";".join(distortions),
+        "severities": ";".join(f"{s:.3f}" for s in distortions.values()),
+        "q": f"{q:.4f}",
+        "scale_lo": f"{source.scale_lo:g}",
+        "scale_hi": f"{source.scale_hi:g}",
+    }
 
 
 def _make_clip_job(job: tuple[str, int, int, str, str]) -> dict[str, Any]:
@@ -177,8 +182,13 @@ def _make_clip_job(job: tuple[str, int, int, str, str]) -> dict[str, Any]:
 
 
 def _settings(seed: int, size: str) -> dict[str, Any]:
-    return {"generator": "versusq-synthetic", "version": GENERATOR_VERSION, "seed": seed,
-            "size": size, "preset": asdict(_preset(size))}
+    return {
+        "generator": "versusq-synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "size": size,
+        "preset": asdict(_preset(size)),
+    }
 
 
 def _is_complete(out: Path, settings: dict[str, Any]) -> bool:
@@ -197,8 +207,9 @@ def _is_complete(out: Path, settings: dict[str, Any]) -> bool:
     return len(rows) == recorded.get("clips") and all((out / r["video"]).is_file() for r in rows)
 
 
-def generate_benchmark(out_dir: str | Path, seed: int = 0, size: str = "default", workers: int = 2,
-                       progress: bool = True) -> Path:
+def generate_benchmark(
+    out_dir: str | Path, seed: int = 0, size: str = "default", workers: int = 2, progress: bool = True
+) -> Path:
     """Generate the synthetic benchmark (or reuse a complete one made with the same settings).
 
     Args:
@@ -229,12 +240,20 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, size: str = "default"
         writer = csv.DictWriter(f, fieldnames=LABEL_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    meta = {**settings, "clips": len(rows), "labels": "labels.csv",
-            "splits": dict(Counter(r["split"] for r in rows)),
-            "sources": {name: asdict(SOURCES[name]) for name in sorted({r["source"] for r in rows})},
-            "held_out": {"content": list(HELD_OUT_FAMILIES), "distortions": list(HELD_OUT_DISTORTIONS),
-                         "sources": list(HELD_OUT_SOURCES)},
-            "seconds": round(time.perf_counter() - start, 2), "workers": workers}
+    meta = {
+        **settings,
+        "clips": len(rows),
+        "labels": "labels.csv",
+        "splits": dict(Counter(r["split"] for r in rows)),
+        "sources": {name: asdict(SOURCES[name]) for name in sorted({r["source"] for r in rows})},
+        "held_out": {
+            "content": list(HELD_OUT_FAMILIES),
+            "distortions": list(HELD_OUT_DISTORTIONS),
+            "sources": list(HELD_OUT_SOURCES),
+        },
+        "seconds": round(time.perf_counter() - start, 2),
+        "workers": workers,
+    }
     (out / "benchmark.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out / "labels.csv"
 
@@ -278,8 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = generate_benchmark(args.out, args.seed, args.size, args.workers)
     meta = json.loads((labels.parent / "benchmark.json").read_text())
     splits = ", ".join(f"{k}={v}" for k, v in meta["splits"].items())
-    print(f"synthetic benchmark ({args.size}, seed {args.seed}): {meta['clips']} clips [{splits}] "
-          f"→ {labels} in {time.perf_counter() - start:.1f}s")
+    print(
+        f"synthetic benchmark ({args.size}, seed {args.seed}): {meta['clips']} clips [{splits}] "
+        f"→ {labels} in {time.perf_counter() - start:.1f}s"
+    )
     return 0
 
 

@@ -35,9 +35,16 @@ def _grid(frames: int, height: int, width: int) -> tuple[FloatArray, FloatArray,
     return t, y, x
 
 
-def _wave_field(height: int, width: int, affine: tuple[FloatArray, FloatArray],
-                rng: np.random.Generator, waves: int, fmin: float, fmax: float,
-                slope: float) -> FloatArray:
+def _wave_field(
+    height: int,
+    width: int,
+    affine: tuple[FloatArray, FloatArray],
+    rng: np.random.Generator,
+    waves: int,
+    fmin: float,
+    fmax: float,
+    slope: float,
+) -> FloatArray:
     """Sum of random plane waves with power-law amplitudes (a smooth fractal field), ~[-1, 1].
 
     The field is sampled at ``P = M_t @ (x, y) + o_t`` per frame. Because the phase of each wave is
@@ -76,8 +83,7 @@ def _wave_field(height: int, width: int, affine: tuple[FloatArray, FloatArray],
     return (field / (np.sqrt(np.sum(amp**2) / 2) * 2.5)).astype(np.float32)
 
 
-def _translation(frames: int, velocity: tuple[float, float], y_gain: float = 1.0
-                 ) -> tuple[FloatArray, FloatArray]:
+def _translation(frames: int, velocity: tuple[float, float], y_gain: float = 1.0) -> tuple[FloatArray, FloatArray]:
     """Affine ``(M, o)`` for a constant-velocity pan; ``y_gain=0`` collapses the y axis."""
     mat = np.tile(np.diag([1.0, y_gain]), (frames, 1, 1))  # (T, 2, 2)
     t = np.arange(frames, dtype=np.float64)[:, None]
@@ -152,8 +158,11 @@ def render_scene(frames: int, height: int, width: int, rng: np.random.Generator)
     h_rel, w_rel = height / min(height, width), width / min(height, width)
     sky_top, sky_bottom = rng.uniform([20, 40, 120], [90, 140, 230]), rng.uniform([150, 160, 170], [250, 230, 240])
     sky_mix = np.clip(y / h_rel, 0, 1)[..., None]
-    img = np.broadcast_to(sky_top * (1 - sky_mix) + sky_bottom * sky_mix,
-                          (frames, height, width, 3)).astype(np.float32).copy()
+    img = (
+        np.broadcast_to(sky_top * (1 - sky_mix) + sky_bottom * sky_mix, (frames, height, width, 3))
+        .astype(np.float32)
+        .copy()
+    )
     px = 1.0 / min(height, width)
     sun = _smooth_mask(np.sqrt((x - rng.uniform(0.2, w_rel - 0.2)) ** 2 + (y - rng.uniform(0.1, 0.3)) ** 2) - 0.08, px)
     img += sun[..., None] * (np.array([255, 240, 180], np.float32) - img)
@@ -205,8 +214,7 @@ CONTENT_NAMES: dict[str, str] = {
 }
 
 
-def render_content(family: str, frames: int, height: int, width: int,
-                   rng: np.random.Generator) -> FloatArray:
+def render_content(family: str, frames: int, height: int, width: int, rng: np.random.Generator) -> FloatArray:
     """Render a clean clip of one content family.
 
     Args:

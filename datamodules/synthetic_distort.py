@@ -134,8 +134,7 @@ def crf_for_severity(severity: float | None) -> int:
     return PRISTINE_CRF if severity is None else int(round(18 + 30 * severity))
 
 
-def apply_distortions(clip: FloatArray, distortions: dict[str, float],
-                      rng: np.random.Generator) -> FloatArray:
+def apply_distortions(clip: FloatArray, distortions: dict[str, float], rng: np.random.Generator) -> FloatArray:
     """Apply the pixel distortions (all but compression) in canonical order.
 
     Args:
@@ -170,8 +169,12 @@ IMPACT: dict[str, tuple[float, float, str]] = {
 
 def _mask(kind: str, texture: float, motion: float) -> float:
     """Visibility factor of a distortion given the clean clip's texture and motion levels."""
-    return {"texture_hides": 1 - 0.5 * texture, "texture_shows": 0.6 + 0.4 * texture,
-            "motion_shows": 0.5 + 0.5 * motion, "none": 1.0}[kind]
+    return {
+        "texture_hides": 1 - 0.5 * texture,
+        "texture_shows": 0.6 + 0.4 * texture,
+        "motion_shows": 0.5 + 0.5 * motion,
+        "none": 1.0,
+    }[kind]
 
 
 def latent_quality(distortions: dict[str, float], texture: float, motion: float) -> float:

@@ -23,33 +23,62 @@ import numpy as np
 from datamodules.annotate.descriptors import margin_descriptor, quality_level
 from datamodules.synthetic_content import CONTENT_NAMES
 
-SEVERITY_WORDS = ((0.3, ("mild", "slight", "faint")), (0.65, ("moderate", "noticeable", "clear")),
-                  (1.01, ("severe", "heavy", "strong")))
+SEVERITY_WORDS = (
+    (0.3, ("mild", "slight", "faint")),
+    (0.65, ("moderate", "noticeable", "clear")),
+    (1.01, ("severe", "heavy", "strong")),
+)
 # Every phrase names its distortion with the keyword in ``DISTORTION_KEYWORDS``.
 DISTORTION_PHRASES: dict[str, tuple[str, ...]] = {
-    "compression": ("{adj} compression blocking", "{adj} compression artefacts that smear detail",
-                    "{adj} blockiness from compression"),
+    "compression": (
+        "{adj} compression blocking",
+        "{adj} compression artefacts that smear detail",
+        "{adj} blockiness from compression",
+    ),
     "blur": ("{adj} blur that softens edges", "{adj} overall blur", "{adj} blur on fine detail"),
     "noise": ("{adj} grainy sensor noise", "{adj} noise in flat areas", "{adj} speckled noise"),
-    "downscale": ("{adj} loss of resolution with jagged edges", "{adj} pixelation from low resolution",
-                  "{adj} upscaling softness from reduced resolution"),
+    "downscale": (
+        "{adj} loss of resolution with jagged edges",
+        "{adj} pixelation from low resolution",
+        "{adj} upscaling softness from reduced resolution",
+    ),
     "stutter": ("{adj} stutter from dropped frames", "{adj} motion stutter", "{adj} jerky stutter"),
-    "color": ("{adj} colour cast and exposure shift", "{adj} colour and brightness distortion",
-              "{adj} off colour with wrong exposure"),
+    "color": (
+        "{adj} colour cast and exposure shift",
+        "{adj} colour and brightness distortion",
+        "{adj} off colour with wrong exposure",
+    ),
     "flicker": ("{adj} brightness flicker between frames", "{adj} exposure flicker", "{adj} temporal flicker"),
-    "motion_blur": ("{adj} motion blur on moving parts", "{adj} motion blur that smears movement",
-                    "{adj} motion blur trails"),
+    "motion_blur": (
+        "{adj} motion blur on moving parts",
+        "{adj} motion blur that smears movement",
+        "{adj} motion blur trails",
+    ),
 }
-DISTORTION_KEYWORDS = {"compression": "compression", "blur": "blur", "noise": "noise",
-                       "downscale": "resolution", "stutter": "stutter", "color": "colour",
-                       "flicker": "flicker", "motion_blur": "motion blur"}
-_EVIDENCE = ("Video {v}, showing {content}, has {issues}.", "In Video {v} ({content}) I see {issues}.",
-             "Video {v} ({content}) suffers from {issues}.")
-_GAP = ("Overall, Video {better} is {word} than Video {worse}.",
-        "Weighing this evidence, Video {better} looks {word} than Video {worse}.",
-        "The gap favours Video {better}, which is {word} than Video {worse}.")
-_DRAW = ("Overall, the two videos are about the same in quality.",
-         "Weighing this evidence, both videos are about the same.")
+DISTORTION_KEYWORDS = {
+    "compression": "compression",
+    "blur": "blur",
+    "noise": "noise",
+    "downscale": "resolution",
+    "stutter": "stutter",
+    "color": "colour",
+    "flicker": "flicker",
+    "motion_blur": "motion blur",
+}
+_EVIDENCE = (
+    "Video {v}, showing {content}, has {issues}.",
+    "In Video {v} ({content}) I see {issues}.",
+    "Video {v} ({content}) suffers from {issues}.",
+)
+_GAP = (
+    "Overall, Video {better} is {word} than Video {worse}.",
+    "Weighing this evidence, Video {better} looks {word} than Video {worse}.",
+    "The gap favours Video {better}, which is {word} than Video {worse}.",
+)
+_DRAW = (
+    "Overall, the two videos are about the same in quality.",
+    "Weighing this evidence, both videos are about the same.",
+)
 
 
 def _issues(info: dict, rng: np.random.Generator) -> str:
@@ -66,8 +95,7 @@ def _issues(info: dict, rng: np.random.Generator) -> str:
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def make_rationale(info_a: dict, info_b: dict, margin: float,
-                   rng: np.random.Generator | None = None) -> str:
+def make_rationale(info_a: dict, info_b: dict, margin: float, rng: np.random.Generator | None = None) -> str:
     """A truthful ``<think>``-style rationale (no tags) for a pair with known distortions.
 
     Args:
@@ -101,8 +129,7 @@ def _as_list(value: Any) -> list[str]:
     return [v for v in str(value).split(";") if v]
 
 
-def rationale_for_table(table: Any, i: int, j: int, margin: float,
-                        rng: np.random.Generator | None = None) -> str:
+def rationale_for_table(table: Any, i: int, j: int, margin: float, rng: np.random.Generator | None = None) -> str:
     """``make_rationale`` for rows ``i`` (Video A) and ``j`` (Video B) of a synthetic VideoTable.
 
     Reads ``table.extra["content"|"distortions"|"severities"]``; ``rng`` defaults to one seeded
@@ -111,10 +138,16 @@ def rationale_for_table(table: Any, i: int, j: int, margin: float,
     return make_rationale(_row_info(table, i), _row_info(table, j), margin, rng or np.random.default_rng([i, j]))
 
 
-_SINGLE_EVIDENCE = ("The video, showing {content}, has {issues}.", "In this video ({content}) I see {issues}.",
-                    "The video ({content}) suffers from {issues}.")
-_LEVEL = ("Overall, its quality is {level}.", "Weighing this evidence, the quality looks {level}.",
-          "All in all, this is {level} quality.")
+_SINGLE_EVIDENCE = (
+    "The video, showing {content}, has {issues}.",
+    "In this video ({content}) I see {issues}.",
+    "The video ({content}) suffers from {issues}.",
+)
+_LEVEL = (
+    "Overall, its quality is {level}.",
+    "Weighing this evidence, the quality looks {level}.",
+    "All in all, this is {level} quality.",
+)
 
 
 def make_single_rationale(info: dict, mos: float, rng: np.random.Generator | None = None) -> str:
@@ -142,11 +175,15 @@ def _row_info(table: Any, k: int) -> dict:
     """Row ``k``'s content / distortions / severities from a synthetic VideoTable's extra columns."""
     missing = [c for c in ("content", "distortions", "severities") if c not in table.extra]
     if missing:
-        raise KeyError(f"benchmark {table.benchmark!r}: extra columns {missing} missing "
-                       "(synthetic rationales need a synthetic labels file)")
-    return {"content": str(table.extra["content"][k]),
-            "distortions": _as_list(table.extra["distortions"][k]),
-            "severities": [float(s) for s in _as_list(table.extra["severities"][k])]}
+        raise KeyError(
+            f"benchmark {table.benchmark!r}: extra columns {missing} missing "
+            "(synthetic rationales need a synthetic labels file)"
+        )
+    return {
+        "content": str(table.extra["content"][k]),
+        "distortions": _as_list(table.extra["distortions"][k]),
+        "severities": [float(s) for s in _as_list(table.extra["severities"][k])],
+    }
 
 
 def single_rationale_for_table(table: Any, k: int, rng: np.random.Generator | None = None) -> str:

@@ -174,9 +174,7 @@ def _resize(video: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of (N, 3, h, w) uint8 to (N, 3, *hw) uint8 (no-op if equal)."""
     if tuple(video.shape[-2:]) == tuple(hw):
         return video
-    out = F.interpolate(
-        video.float(), size=hw, mode="bilinear", antialias=True, align_corners=False
-    )
+    out = F.interpolate(video.float(), size=hw, mode="bilinear", antialias=True, align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -209,9 +207,7 @@ def clip_key(path: str | os.PathLike, **settings: object) -> str:
     The backend is not part of the key: backends agree to within resampling noise and a frozen
     encoder's cache should survive a fallback.
     """
-    text = "|".join(
-        [_KEY_VERSION, file_digest(path)] + [f"{k}={settings[k]}" for k in sorted(settings)]
-    )
+    text = "|".join([_KEY_VERSION, file_digest(path)] + [f"{k}={settings[k]}" for k in sorted(settings)])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -228,9 +224,7 @@ def _check_file(path: Path) -> None:
 def _check_options(num_frames: int, motion_frames: int, alpha: int, backend: str) -> int:
     """Validate the sampling options; return the motion length (multiple of ``alpha``)."""
     if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(
-            f"unknown backend {backend!r}; allowed: 'auto', {', '.join(map(repr, BACKENDS))}"
-        )
+        raise ValueError(f"unknown backend {backend!r}; allowed: 'auto', {', '.join(map(repr, BACKENDS))}")
     if num_frames < 1 or alpha < 1:
         raise ValueError(f"num_frames and alpha must be >= 1, got {num_frames} and {alpha}")
     if motion_frames < alpha:
@@ -260,9 +254,7 @@ def _decode(
             continue
         if video.shape[0] == len(indices) and tuple(video.shape[-2:]) == tuple(hw):
             return video, name
-        failures.append(
-            f"{name}: returned shape {tuple(video.shape)}, expected ({len(indices)}, 3, {hw[0]}, {hw[1]})"
-        )
+        failures.append(f"{name}: returned shape {tuple(video.shape)}, expected ({len(indices)}, 3, {hw[0]}, {hw[1]})")
     raise VideoDecodeError(path, "every backend failed: " + "; ".join(failures))
 
 
@@ -317,12 +309,8 @@ def load_clip(
     order = AUTO_ORDER if backend == "auto" else (backend,)
     video, used = _decode(path, info, union, decode_hw, order, timeout_s)  # (U, 3, h, w)
 
-    frames = _resize(
-        video[np.searchsorted(union, frame_idx)], resized_hw(info.height, info.width, frames_short)
-    )
-    motion = _resize(
-        video[np.searchsorted(union, motion_idx)], resized_hw(info.height, info.width, motion_short)
-    )
+    frames = _resize(video[np.searchsorted(union, frame_idx)], resized_hw(info.height, info.width, frames_short))
+    motion = _resize(video[np.searchsorted(union, motion_idx)], resized_hw(info.height, info.width, motion_short))
     key = clip_key(
         path,
         num_frames=num_frames,

@@ -154,9 +154,7 @@ def _check_container(container: av.container.InputContainer) -> av.VideoStream:
     return container.streams.video[0]
 
 
-def _build_info(
-    stream: av.VideoStream, pts: list[int], key_pts: list[int], first: av.VideoFrame
-) -> VideoInfo:
+def _build_info(stream: av.VideoStream, pts: list[int], key_pts: list[int], first: av.VideoFrame) -> VideoInfo:
     """Assemble :class:`VideoInfo` from the demux pass and the first decoded frame."""
     order = np.sort(np.asarray(pts, dtype=np.int64))  # (N,) presentation order
     time_base = float(stream.time_base) if stream.time_base else 1.0
@@ -204,12 +202,8 @@ def probe(path: str | Path) -> VideoInfo:
         header_frames = stream.frames
         pts, key_pts, first, demux_error = _demux_index(container, stream)
         if not pts:
-            raise ProbeError(
-                f"no video packets in the stream{': ' + demux_error if demux_error else ''}"
-            )
-        if demux_error is not None or (
-            header_frames > 0 and len(pts) < header_frames - max(2, header_frames // 20)
-        ):
+            raise ProbeError(f"no video packets in the stream{': ' + demux_error if demux_error else ''}")
+        if demux_error is not None or (header_frames > 0 and len(pts) < header_frames - max(2, header_frames // 20)):
             raise ProbeError(
                 f"truncated video: header lists {header_frames} frames, file holds {len(pts)} "
                 f"({demux_error or 'ends early'})"
@@ -307,9 +301,7 @@ def decode_decord(
 ) -> torch.Tensor:
     """Decode with decord's ``get_batch`` (decord seeks itself), resizing inside its filter graph."""
     if info.rotation:
-        raise BackendError(
-            f"decord 0.6 returns corrupt frames for rotated streams ({info.rotation} deg)"
-        )
+        raise BackendError(f"decord 0.6 returns corrupt frames for rotated streams ({info.rotation} deg)")
     try:
         import decord
     except ImportError as err:
@@ -343,9 +335,7 @@ def _torchcodec_classes() -> tuple[type, type]:
         except (ImportError, RuntimeError, OSError) as err:
             text = str(err).strip()
             first_line = text.splitlines()[0] if text else type(err).__name__
-            _TORCHCODEC.append(
-                BackendUnavailable(f"torchcodec cannot load its FFmpeg libraries: {first_line}")
-            )
+            _TORCHCODEC.append(BackendUnavailable(f"torchcodec cannot load its FFmpeg libraries: {first_line}"))
     item = _TORCHCODEC[0]
     if isinstance(item, BackendUnavailable):
         raise item

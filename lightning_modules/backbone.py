@@ -40,13 +40,26 @@ from lightning_modules.template import (
 
 DEFAULT_HUB_ID = "Qwen/Qwen3-VL-4B-Instruct"
 QWEN_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 #: Placeholder tokens that stand for inputs (features are scattered in at their positions) or
 #: for the head's readout: a model must never sample them.
-PLACEHOLDER_TOKENS = (REG, MOTION_START, MOTION_PAD, MOTION_END, "<|video_pad|>", "<|image_pad|>",
-                      "<|vision_start|>", "<|vision_end|>")
+PLACEHOLDER_TOKENS = (
+    REG,
+    MOTION_START,
+    MOTION_PAD,
+    MOTION_END,
+    "<|video_pad|>",
+    "<|image_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+)
 #: VersusQ tokens whose embeddings the model reads and that are new to a hub checkpoint (the
 #: motion pads are overwritten by the projector): trained even under LoRA.
 TRAINED_TOKEN_ROWS = tuple(t for t in VERSUSQ_TOKENS if t != MOTION_PAD)
@@ -130,11 +143,16 @@ def build_tiny_processor() -> Any:
 
     video = Qwen3VLVideoProcessor(
         size={"shortest_edge": 2 * 32 * 32, "longest_edge": 8 * 64 * 64},
-        patch_size=16, temporal_patch_size=2, merge_size=2,
-        do_sample_frames=False, cap_pixels_per_frame=False,
+        patch_size=16,
+        temporal_patch_size=2,
+        merge_size=2,
+        do_sample_frames=False,
+        cap_pixels_per_frame=False,
     )
     image = Qwen2VLImageProcessor(
-        size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64}, patch_size=16, merge_size=2,
+        size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64},
+        patch_size=16,
+        merge_size=2,
         temporal_patch_size=2,
     )
     return Qwen3VLProcessor(image_processor=image, tokenizer=build_tiny_tokenizer(), video_processor=video)
@@ -147,21 +165,42 @@ def tiny_config(tokenizer: Any) -> Any:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_TOKENS}
     vocab = (len(tokenizer) + 63) // 64 * 64
     text = dict(
-        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
-                         "mrope_interleaved": True},
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 3, 3],
+            "mrope_interleaved": True,
+        },
         pad_token_id=ids["<|endoftext|>"],
     )
     vision = dict(
-        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
-        temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=64,
-        num_position_embeddings=64, deepstack_visual_indexes=[0],
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=16,
+        temporal_patch_size=2,
+        spatial_merge_size=2,
+        out_hidden_size=64,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=[0],
     )
     return Qwen3VLConfig(
-        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
     )
 
 
@@ -242,9 +281,12 @@ def apply_lora(model: nn.Module, lora: dict[str, Any], token_rows: list[int] | N
         r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
     )
     config = LoraConfig(
-        r=int(lora.get("rank", 16)), lora_alpha=int(lora.get("alpha", 32)),
-        lora_dropout=float(lora.get("dropout", 0.05)), target_modules=target,
-        modules_to_save=lora.get("modules_to_save"), trainable_token_indices=_token_rows(model, token_rows),
+        r=int(lora.get("rank", 16)),
+        lora_alpha=int(lora.get("alpha", 32)),
+        lora_dropout=float(lora.get("dropout", 0.05)),
+        target_modules=target,
+        modules_to_save=lora.get("modules_to_save"),
+        trainable_token_indices=_token_rows(model, token_rows),
     )
     return get_peft_model(model, config)
 

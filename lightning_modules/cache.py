@@ -131,8 +131,15 @@ class FrozenEncoders:
         cache_vision: ``False`` when the vision tower trains (features must carry gradients).
     """
 
-    def __init__(self, model: Any, video_processor: Any, motion_encoder: torch.nn.Module,
-                 cache: EncoderCache | None, tag: str, cache_vision: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        video_processor: Any,
+        motion_encoder: torch.nn.Module,
+        cache: EncoderCache | None,
+        tag: str,
+        cache_vision: bool = True,
+    ):
         self.model = model
         self.video_processor = video_processor
         self.motion_encoder = motion_encoder
@@ -141,8 +148,9 @@ class FrozenEncoders:
         self.cache_vision = cache_vision
         self.calls = {"vision": 0, "motion": 0}
 
-    def _cached(self, kind: str, clips: Sequence[Any], use_cache: bool,
-                compute: Callable[[list[Any]], list[Any]]) -> list[Any]:
+    def _cached(
+        self, kind: str, clips: Sequence[Any], use_cache: bool, compute: Callable[[list[Any]], list[Any]]
+    ) -> list[Any]:
         """Look every clip up, encode the misses in one batch, store them, keep the order."""
         keys = [f"{kind}:{self.tag}:{c.key}" for c in clips]
         found = [self.cache.get(k) if (use_cache and self.cache is not None) else None for k in keys]
@@ -178,8 +186,9 @@ class FrozenEncoders:
         for v in range(len(clips)):
             item = VisionFeatures(grids[v], enc.pooler_output[v], [lvl[v] for lvl in enc.deepstack_features])
             if detach:  # cached entries live on the CPU, without autograd history
-                item = VisionFeatures(item.grid_thw.cpu(), item.embeds.detach().cpu(),
-                                      [d.detach().cpu() for d in item.deepstack])
+                item = VisionFeatures(
+                    item.grid_thw.cpu(), item.embeds.detach().cpu(), [d.detach().cpu() for d in item.deepstack]
+                )
             result.append(item)
         return result
 
@@ -221,7 +230,7 @@ def expand_inputs(inputs: PromptInputs, k: int) -> PromptInputs:
     v = inputs.videos_per_prompt
     return PromptInputs(
         [p for p in inputs.prompt_ids for _ in range(k)],
-        [f for b in range(len(inputs)) for _ in range(k) for f in inputs.vision[b * v:(b + 1) * v]],
+        [f for b in range(len(inputs)) for _ in range(k) for f in inputs.vision[b * v : (b + 1) * v]],
         inputs.motion.repeat_interleave(k, dim=0),
         v,
     )
@@ -239,13 +248,18 @@ def left_pad(seqs: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, t
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, s in enumerate(seqs):
         if len(s):
-            ids[row, width - len(s):] = s
-            mask[row, width - len(s):] = 1
+            ids[row, width - len(s) :] = s
+            mask[row, width - len(s) :] = 1
     return ids, mask
 
 
-def assemble(seqs: Sequence[torch.Tensor], vision: Sequence[VisionFeatures], image_token_id: int,
-             video_token_id: int, pad_id: int) -> dict[str, Any]:
+def assemble(
+    seqs: Sequence[torch.Tensor],
+    vision: Sequence[VisionFeatures],
+    image_token_id: int,
+    video_token_id: int,
+    pad_id: int,
+) -> dict[str, Any]:
     """Qwen3-VL forward/generate kwargs for token rows whose videos' features are ``vision``.
 
     ``mm_encoder_outputs["video"]`` replaces ``pixel_values_videos``: its ``pooler_output`` is a

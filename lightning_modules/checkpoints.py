@@ -33,8 +33,12 @@ _DEEPSPEED = RequirementCache("deepspeed>=0.16")
 CONSOLIDATED = "consolidated_fp32.ckpt"
 
 #: Top-level prefixes of a pre-split checkpoint -> today's (all parts now live under ``model.``).
-_LEGACY_PREFIXES = {"model.": "model.vlm.", "motion_encoder.": "model.motion_encoder.",
-                    "motion_projector.": "model.motion_projector.", "head.": "model.head."}
+_LEGACY_PREFIXES = {
+    "model.": "model.vlm.",
+    "motion_encoder.": "model.motion_encoder.",
+    "motion_projector.": "model.motion_projector.",
+    "head.": "model.head.",
+}
 
 
 def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +54,7 @@ def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in state.items():
         prefix = next((p for p in _LEGACY_PREFIXES if key.startswith(p)), "")
-        out[_LEGACY_PREFIXES[prefix] + key[len(prefix):] if prefix else key] = value
+        out[_LEGACY_PREFIXES[prefix] + key[len(prefix) :] if prefix else key] = value
     return out
 
 
@@ -81,8 +85,10 @@ def checkpoint_path(path: str | Path) -> Path:
         return file
     if is_deepspeed_checkpoint(file.parent):
         raise ValueError(f"{file} is the inside of a DeepSpeed checkpoint: pass its folder {file.parent}")
-    raise ValueError(f"{file} is a folder but not a DeepSpeed checkpoint (no tag folder such as "
-                     "checkpoint/ with mp_rank_00_model_states.pt); give a .ckpt file or such a folder")
+    raise ValueError(
+        f"{file} is a folder but not a DeepSpeed checkpoint (no tag folder such as "
+        "checkpoint/ with mp_rank_00_model_states.pt); give a .ckpt file or such a folder"
+    )
 
 
 def consolidate(path: str | Path) -> Path:
@@ -99,8 +105,10 @@ def consolidate(path: str | Path) -> Path:
     if out.is_file() and out.stat().st_mtime >= newest:
         return out
     if not _DEEPSPEED:
-        raise ImportError(f"{folder} is a DeepSpeed (ZeRO) checkpoint folder; consolidating its weights needs "
-                          f"DeepSpeed: {DEEPSPEED_INSTALL} (or give the consolidated .ckpt file)")
+        raise ImportError(
+            f"{folder} is a DeepSpeed (ZeRO) checkpoint folder; consolidating its weights needs "
+            f"DeepSpeed: {DEEPSPEED_INSTALL} (or give the consolidated .ckpt file)"
+        )
     from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
     convert_zero_checkpoint_to_fp32_state_dict(folder, out)

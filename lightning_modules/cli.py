@@ -35,8 +35,9 @@ _LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
 LINKS = {"motion_frames": "motion_frames", "reasoning": "reasoning", "target": "mode"}
 
 
-def merge_checkpoint_settings(given: dict[str, Any], saved: dict[str, Any],
-                              architecture: tuple[str, ...] = ARCHITECTURE_KEYS) -> dict[str, Any]:
+def merge_checkpoint_settings(
+    given: dict[str, Any], saved: dict[str, Any], architecture: tuple[str, ...] = ARCHITECTURE_KEYS
+) -> dict[str, Any]:
     """The model settings of a run with a checkpoint: given ones win, missing ones come from it.
 
     Args:
@@ -60,9 +61,11 @@ def merge_checkpoint_settings(given: dict[str, Any], saved: dict[str, Any],
     """
     for key in architecture:
         if key in given and key in saved and given[key] != saved[key]:
-            raise ValueError(f"model.{key}={given[key]!r} was given but the checkpoint was trained with "
-                             f"{key}={saved[key]!r} (a setting that defines the architecture); drop it "
-                             "to use the checkpoint's")
+            raise ValueError(
+                f"model.{key}={given[key]!r} was given but the checkpoint was trained with "
+                f"{key}={saved[key]!r} (a setting that defines the architecture); drop it "
+                "to use the checkpoint's"
+            )
     return {**saved, **given}
 
 
@@ -89,8 +92,9 @@ class VersusQCLI(LightningCLI):
         args, run, **kwargs: as for ``LightningCLI``.
     """
 
-    def __init__(self, *cli_args: Any, default_config_files: list[str] | None = None,
-                 args: ArgsType = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *cli_args: Any, default_config_files: list[str] | None = None, args: ArgsType = None, **kwargs: Any
+    ) -> None:
         self.default_files = [str(Path(f).resolve()) for f in default_config_files or []]
         self._raw_args = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
         self._check_config_files()
@@ -108,8 +112,10 @@ class VersusQCLI(LightningCLI):
             path = str(Path(file).resolve())
             if path in seen:
                 why = "is loaded by default" if path in self.default_files else "is given twice"
-                raise ValueError(f"--config {file} {why}: loading a file twice appends its "
-                                 "`trainer.callbacks+:` again; give it once (or leave it out)")
+                raise ValueError(
+                    f"--config {file} {why}: loading a file twice appends its "
+                    "`trainer.callbacks+:` again; give it once (or leave it out)"
+                )
             seen.add(path)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -124,8 +130,10 @@ class VersusQCLI(LightningCLI):
         clash = [k for k in LINKS.values() if k in self._given["data"]]
         if clash:
             sources = [s for s, t in LINKS.items() if t in clash]
-            raise ValueError(f"data.{clash[0]} is set from the model: give model.init_args.{sources[0]} "
-                             f"instead (data {clash} follow model {sources})")
+            raise ValueError(
+                f"data.{clash[0]} is set from the model: give model.init_args.{sources[0]} "
+                f"instead (data {clash} follow model {sources})"
+            )
 
     def _parse_ckpt_path(self) -> None:
         """Merge the checkpoint's saved settings by :func:`merge_checkpoint_settings`."""
@@ -151,7 +159,8 @@ class VersusQCLI(LightningCLI):
         merged = merge_checkpoint_settings(given, {k: v for k, v in saved.items() if k in accepted})
         # parse_object re-applies the links, so the data follows the checkpoint's motion_frames
         self.config = self.parser.parse_object(
-            {sub: {"model": {"class_path": model.class_path, "init_args": merged}}}, self.config)
+            {sub: {"model": {"class_path": model.class_path, "init_args": merged}}}, self.config
+        )
 
     def _section(self, config: Namespace) -> Namespace:
         sub = config.get("subcommand")
@@ -166,8 +175,9 @@ class VersusQCLI(LightningCLI):
         for key, value in self.config.items():
             if key.endswith(".class_path") and isinstance(value, str):
                 seed[key] = value
-        given = self._section(self.parser.parse_args(self._raw_args, namespace=seed, defaults=False,
-                                                     _skip_validation=True))
+        given = self._section(
+            self.parser.parse_args(self._raw_args, namespace=seed, defaults=False, _skip_validation=True)
+        )
         out = {}
         for key in ("model", "data"):
             init_args = (given.get(key) or Namespace()).get("init_args") or Namespace()

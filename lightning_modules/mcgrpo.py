@@ -169,8 +169,9 @@ def sampler_correction(module: Any, rollouts: Rollouts) -> tuple[torch.Tensor | 
     """Truncated importance weights when the engine's log-probs are known (vLLM), else none."""
     if rollouts.engine_logprobs is None:
         return None, {}
-    return objectives.truncated_is_weight(rollouts.old_logprobs, rollouts.engine_logprobs,
-                                          rollouts.response_mask, module.hparams.tis_cap)
+    return objectives.truncated_is_weight(
+        rollouts.old_logprobs, rollouts.engine_logprobs, rollouts.response_mask, module.hparams.tis_cap
+    )
 
 
 def manual_update(module: Any, loss: torch.Tensor) -> None:
@@ -216,9 +217,19 @@ def mcgrpo_step(module: Any, batch: Any) -> torch.Tensor:
         if k:
             logp, margin = policy_forward(model, inputs, rollouts)
         terms = objectives.mcgrpo_loss(
-            logp, rollouts.old_logprobs, ref, advantages, rollouts.response_mask, margin,
-            target, hp.clip_eps, hp.beta_kl, hp.lambda_aux,
-            aux=hp.readout == "head" and not hp.freeze_head_in_grpo, is_weight=is_weight)
+            logp,
+            rollouts.old_logprobs,
+            ref,
+            advantages,
+            rollouts.response_mask,
+            margin,
+            target,
+            hp.clip_eps,
+            hp.beta_kl,
+            hp.lambda_aux,
+            aux=hp.readout == "head" and not hp.freeze_head_in_grpo,
+            is_weight=is_weight,
+        )
         manual_update(module, terms.loss)
     log_step(module, rewards, valid, m_hat, target, terms, len(inputs), rollouts, is_stats)  # 5. log
     if not module.automatic_optimization:
@@ -226,9 +237,17 @@ def mcgrpo_step(module: Any, batch: Any) -> torch.Tensor:
     return terms.loss
 
 
-def log_step(module: Any, rewards: torch.Tensor, valid: torch.Tensor, m_hat: torch.Tensor,
-             target: torch.Tensor, terms: objectives.MCGRPOLoss, n_prompts: int, rollouts: Rollouts,
-             is_stats: dict[str, torch.Tensor]) -> None:
+def log_step(
+    module: Any,
+    rewards: torch.Tensor,
+    valid: torch.Tensor,
+    m_hat: torch.Tensor,
+    target: torch.Tensor,
+    terms: objectives.MCGRPOLoss,
+    n_prompts: int,
+    rollouts: Rollouts,
+    is_stats: dict[str, torch.Tensor],
+) -> None:
     """Log the ``train/`` curves of the phase (+ ``train/engine_*`` for an engine that is not the policy).
 
     ``train/margin_mse`` is the rollouts' m_hat error (valid NTP answers only), ``train/aux_mse``

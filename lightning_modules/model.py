@@ -65,10 +65,22 @@ class VersusQModel(nn.Module):
         freeze_llm: keep the language model fixed.
     """
 
-    def __init__(self, parts: Backbone, motion_encoder: SlowFastMotionEncoder, *, motion_frames: int,
-                 head_hidden: int, readout: tpl.Readout = "head", reasoning: bool = True,
-                 max_new_tokens: int = 256, temperature: float = 0.0, cache: EncoderCache | None = None,
-                 encoder_tag: str = "", freeze_vision: bool = True, freeze_llm: bool = False) -> None:
+    def __init__(
+        self,
+        parts: Backbone,
+        motion_encoder: SlowFastMotionEncoder,
+        *,
+        motion_frames: int,
+        head_hidden: int,
+        readout: tpl.Readout = "head",
+        reasoning: bool = True,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        cache: EncoderCache | None = None,
+        encoder_tag: str = "",
+        freeze_vision: bool = True,
+        freeze_llm: bool = False,
+    ) -> None:
         super().__init__()
         tpl.check_choice("readout", readout, tpl.READOUTS)
         self.parts = parts
@@ -82,8 +94,14 @@ class VersusQModel(nn.Module):
             parts.base_model.lm_head.requires_grad_(False)
         self.injector = MotionInjector(parts.base_model.get_input_embeddings(), parts.token_ids[tpl.MOTION_PAD])
         self.cache = cache
-        self.encoders = FrozenEncoders(parts.base_model, parts.processor.video_processor, motion_encoder,
-                                       cache, encoder_tag, cache_vision=freeze_vision)
+        self.encoders = FrozenEncoders(
+            parts.base_model,
+            parts.processor.video_processor,
+            motion_encoder,
+            cache,
+            encoder_tag,
+            cache_vision=freeze_vision,
+        )
         self.motion_frames, self.readout, self.reasoning = motion_frames, readout, reasoning
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
 
@@ -129,15 +147,19 @@ class VersusQModel(nn.Module):
         clips = [c for g in groups for c in g]
         for clip in clips:
             if clip.motion.shape[0] != self.motion_frames:
-                raise ValueError(f"{clip.path}: {clip.motion.shape[0]} motion frames, model expects "
-                                 f"motion_frames={self.motion_frames} (match data and model config)")
+                raise ValueError(
+                    f"{clip.path}: {clip.motion.shape[0]} motion frames, model expects "
+                    f"motion_frames={self.motion_frames} (match data and model config)"
+                )
         dtype = self.parts.base_model.get_input_embeddings().weight.dtype
         vision = self.encoders.vision(clips, self.device, dtype)
         motion = self.encoders.motion(clips, self.device)  # (V, T', C)
         texts, k = [], 0
         for group in groups:
-            blocks = [tpl.video_block(self._frame_placeholder(c, vision[k + i].grid_thw), c.motion.shape[0])
-                      for i, c in enumerate(group)]
+            blocks = [
+                tpl.video_block(self._frame_placeholder(c, vision[k + i].grid_thw), c.motion.shape[0])
+                for i, c in enumerate(group)
+            ]
             texts.append(tpl.pair_prompt(*blocks) if len(group) == 2 else tpl.single_prompt(blocks[0]))
             k += len(group)
         ids = [torch.tensor(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
@@ -147,10 +169,14 @@ class VersusQModel(nn.Module):
     def _frame_placeholder(self, clip: Any, grid_thw: torch.Tensor) -> str:
         t = clip.frames.shape[0]
         total = max(int(clip.frame_count), t)
-        meta = VideoMetadata(total_num_frames=total, fps=float(clip.fps) or 24.0,
-                             frames_indices=np.linspace(0, total - 1, t).round().astype(int).tolist())
+        meta = VideoMetadata(
+            total_num_frames=total,
+            fps=float(clip.fps) or 24.0,
+            frames_indices=np.linspace(0, total - 1, t).round().astype(int).tolist(),
+        )
         return self.processor.replace_video_token(
-            {"video_grid_thw": grid_thw.view(1, 3).cpu(), "video_metadata": [meta]}, 0)
+            {"video_grid_thw": grid_thw.view(1, 3).cpu(), "video_metadata": [meta]}, 0
+        )
 
     def _model_kwargs(self, inputs: PromptInputs, seqs: list[torch.Tensor]) -> dict[str, Any]:
         ids = self.token_ids
@@ -167,8 +193,9 @@ class VersusQModel(nn.Module):
         return ids.to(self.device), tpl.lengths_to_mask(lengths, ids.shape[1]).to(self.device)
 
     # ------------------------------------------------------------------ forward / generate
-    def forward_responses(self, inputs: PromptInputs, response_ids: torch.Tensor,
-                          response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_responses(
+        self, inputs: PromptInputs, response_ids: torch.Tensor, response_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward over prompt + response + ``<reg>`` (every phase's forward).
 
         Args:
@@ -196,14 +223,14 @@ class VersusQModel(nn.Module):
         logp = objectives.token_logprobs(rows, targets)  # (N, T)
         return logp * response_mask.to(self.device), out.hidden_states[-1][:, -1]
 
-    def response_logprobs(self, inputs: PromptInputs, response_ids: torch.Tensor,
-                          response_mask: torch.Tensor) -> torch.Tensor:
+    def response_logprobs(
+        self, inputs: PromptInputs, response_ids: torch.Tensor, response_mask: torch.Tensor
+    ) -> torch.Tensor:
         """``(N, T)`` log-probs of the response tokens (the rollout engines' protocol)."""
         return self.forward_responses(inputs, response_ids, response_mask)[0]
 
     @torch.no_grad()
-    def generate_responses(self, inputs: PromptInputs, num_return_sequences: int = 1,
-                           **sampling: Any) -> torch.Tensor:
+    def generate_responses(self, inputs: PromptInputs, num_return_sequences: int = 1, **sampling: Any) -> torch.Tensor:
         """Sample/greedy-decode responses; ``(B*k, T)`` ids (prompt stripped), prompt-major, right-padded.
 
         Generation ends at :meth:`end_token_ids`; the placeholder tokens
@@ -221,10 +248,14 @@ class VersusQModel(nn.Module):
             sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, **sampling}
         sampling.setdefault("repetition_penalty", 1.0)
         with self.injector.use(self.motion_projector(inputs.motion)):
-            out = self.vlm.generate(**kwargs, eos_token_id=self.end_token_ids(),
-                                    pad_token_id=self.tokenizer.pad_token_id,
-                                    suppress_tokens=self.never_generate, **sampling)
-        return out[:, kwargs["input_ids"].shape[1]:]
+            out = self.vlm.generate(
+                **kwargs,
+                eos_token_id=self.end_token_ids(),
+                pad_token_id=self.tokenizer.pad_token_id,
+                suppress_tokens=self.never_generate,
+                **sampling,
+            )
+        return out[:, kwargs["input_ids"].shape[1] :]
 
     def prompt_embeds(self, inputs: PromptInputs) -> list[torch.Tensor]:
         """Per prompt ``(L_b, d)`` input embeddings with video and motion features scattered in (vLLM)."""
@@ -271,13 +302,16 @@ class VersusQModel(nn.Module):
         values = self.head(self.forward_responses(inputs, ids, mask)[1]).float().cpu()
         return values, [p.rationale if p.valid else t for p, t in zip(parsed, texts)], invalid
 
-    def _closed(self, ids: torch.Tensor, mask: torch.Tensor,
-                invalid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _closed(
+        self, ids: torch.Tensor, mask: torch.Tensor, invalid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``ids``/``mask`` with the ``invalid`` rows closed by :func:`template.force_close`."""
         tid, end_ids = self.token_ids, self.end_token_ids()
         rows = [row[m].tolist() for row, m in zip(ids.cpu(), mask.cpu())]
-        rows = [tpl.force_close(r, tid[tpl.THINK_END], tid[tpl.ANSWER], end_ids) if bad else r
-                for r, bad in zip(rows, invalid.tolist())]
+        rows = [
+            tpl.force_close(r, tid[tpl.THINK_END], tid[tpl.ANSWER], end_ids) if bad else r
+            for r, bad in zip(rows, invalid.tolist())
+        ]
         width = max(len(r) for r in rows)
         out = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         for i, r in enumerate(rows):

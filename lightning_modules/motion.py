@@ -66,8 +66,7 @@ def _load_slowfast_weights(model: nn.Module, path: str) -> None:
     trunk_missing = [k for k in missing if not k.startswith("blocks.6")]
     if trunk_missing or unexpected:
         raise ValueError(
-            f"{file}: not a SlowFast R50 state dict (missing {trunk_missing[:3]}…, "
-            f"unexpected {list(unexpected)[:3]}…)"
+            f"{file}: not a SlowFast R50 state dict (missing {trunk_missing[:3]}…, unexpected {list(unexpected)[:3]}…)"
         )
 
 
@@ -81,8 +80,7 @@ class SlowFastMotionEncoder(nn.Module):
         seed: initialisation seed for ``tiny``.
     """
 
-    def __init__(self, variant: MotionEncoderName = "tiny", weights: str | None = None, alpha: int = 4,
-                 seed: int = 0):
+    def __init__(self, variant: MotionEncoderName = "tiny", weights: str | None = None, alpha: int = 4, seed: int = 0):
         super().__init__()
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)
@@ -90,9 +88,7 @@ class SlowFastMotionEncoder(nn.Module):
         torch.random.set_rng_state(state)
         if variant == "slowfast_r50":
             if weights is None:
-                raise ValueError(
-                    "motion_encoder='slowfast_r50' needs motion_weights=<path to SLOWFAST_8x8_R50.pyth>"
-                )
+                raise ValueError("motion_encoder='slowfast_r50' needs motion_weights=<path to SLOWFAST_8x8_R50.pyth>")
             _load_slowfast_weights(model, weights)
         self.trunk = nn.ModuleList(list(model.blocks)[:5])  # stem + res2..res5 (fusion included)
         self.alpha = alpha
@@ -146,7 +142,9 @@ class MotionProjector(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``(..., in_dim)`` -> ``(..., out_dim)`` float32 (``heads.fp32_mlp``: dtype-robust)."""

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 MARGIN_REWARD_WEIGHT = 1.0
 FORMAT_REWARD_WEIGHT = 0.2
 
+
 def margin_reward(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """Margin accuracy reward ``exp(-alpha * (m_hat - m*)^2)`` (Eq. 11), in (0, 1].
 
@@ -121,8 +122,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps_std: float = 1e
     """
     if rewards.ndim != 1 or rewards.numel() % group_size:
         raise ValueError(
-            f"rewards must be 1-D with a multiple of group_size={group_size} entries, "
-            f"got shape {tuple(rewards.shape)}"
+            f"rewards must be 1-D with a multiple of group_size={group_size} entries, got shape {tuple(rewards.shape)}"
         )
     grouped = rewards.float().view(-1, group_size)  # (B, G)
     centred = grouped - grouped.mean(dim=1, keepdim=True)
@@ -219,11 +219,23 @@ def truncated_is_weight(
     weight = raw.clamp(max=cap).detach()
     if not bool(m.any()):  # nothing to correct: neutral statistics
         zero, one = raw.new_zeros(()), raw.new_ones(())
-        return weight, {"gap_mean": zero, "gap_max": zero, "weight_mean": one, "weight_min": one,
-                        "weight_max": one, "truncated_frac": zero}
+        return weight, {
+            "gap_mean": zero,
+            "gap_max": zero,
+            "weight_mean": one,
+            "weight_min": one,
+            "weight_max": one,
+            "truncated_frac": zero,
+        }
     sel, gap = raw[m], delta.abs()[m]
-    stats = {"gap_mean": gap.mean(), "gap_max": gap.max(), "weight_mean": weight[m].mean(),
-             "weight_min": sel.min(), "weight_max": sel.max(), "truncated_frac": (sel > cap).float().mean()}
+    stats = {
+        "gap_mean": gap.mean(),
+        "gap_max": gap.max(),
+        "weight_mean": weight[m].mean(),
+        "weight_min": sel.min(),
+        "weight_max": sel.max(),
+        "truncated_frac": (sel > cap).float().mean(),
+    }
     return weight, stats
 
 

@@ -70,7 +70,8 @@ def check_trainable_fp32(module: torch.nn.Module, trainer: Any, dtype: str) -> N
             f"copy: AdamW would round most updates away (model.init_args.dtype={dtype!r}, "
             f"trainer.precision={precision!r}, trainer.strategy={type(trainer.strategy).__name__}). "
             "Use trainer.precision: bf16-mixed (trainable weights are then kept in float32) or "
-            "strategy: deepspeed_stage_2 (float32 masters in the ZeRO optimizer)")
+            "strategy: deepspeed_stage_2 (float32 masters in the ZeRO optimizer)"
+        )
 
 
 def accumulation(global_batch: int, world_size: int, per_device: int) -> int:
@@ -85,8 +86,10 @@ def accumulation(global_batch: int, world_size: int, per_device: int) -> int:
     """
     per_step = world_size * per_device
     if global_batch < 1 or global_batch % per_step:
-        raise ValueError(f"global_batch_size={global_batch} is not divisible by world size ({world_size}) "
-                         f"x data batch_size ({per_device})")
+        raise ValueError(
+            f"global_batch_size={global_batch} is not divisible by world size ({world_size}) "
+            f"x data batch_size ({per_device})"
+        )
     return global_batch // per_step
 
 
@@ -101,13 +104,17 @@ def set_accumulation(trainer: Any, global_batch: int, manual: bool) -> None:
     if per_device is None:
         raise ValueError("model.global_batch_size needs a datamodule with a batch_size")
     if trainer.accumulate_grad_batches != 1:
-        raise ValueError(f"give one batch setting: model.global_batch_size={global_batch} derives the "
-                         f"accumulation, drop trainer.accumulate_grad_batches={trainer.accumulate_grad_batches}")
+        raise ValueError(
+            f"give one batch setting: model.global_batch_size={global_batch} derives the "
+            f"accumulation, drop trainer.accumulate_grad_batches={trainer.accumulate_grad_batches}"
+        )
     acc = accumulation(global_batch, trainer.world_size, int(per_device))
     if manual and acc > 1:
-        raise ValueError(f"ppo_epochs > 1 updates manually and cannot accumulate: global_batch_size="
-                         f"{global_batch} needs {acc} accumulation steps at world size {trainer.world_size}; "
-                         f"set data.batch_size to {global_batch // trainer.world_size}")
+        raise ValueError(
+            f"ppo_epochs > 1 updates manually and cannot accumulate: global_batch_size="
+            f"{global_batch} needs {acc} accumulation steps at world size {trainer.world_size}; "
+            f"set data.batch_size to {global_batch // trainer.world_size}"
+        )
     trainer.accumulate_grad_batches = acc
 
 
@@ -152,10 +159,16 @@ def param_groups(model: Any, hp: Any) -> list[dict[str, Any]]:
     grpo = hp.phase == "mcgrpo"
     head = [] if (grpo and hp.freeze_head_in_grpo) else list(model.head.parameters())
     groups = [
-        {"name": "backbone", "params": [p for p in model.vlm.parameters() if p.requires_grad],
-         "lr": hp.lr_grpo if grpo else hp.lr_backbone},
-        {"name": "projector", "params": list(model.motion_projector.parameters()),
-         "lr": hp.lr_grpo if grpo else hp.lr_projector},
+        {
+            "name": "backbone",
+            "params": [p for p in model.vlm.parameters() if p.requires_grad],
+            "lr": hp.lr_grpo if grpo else hp.lr_backbone,
+        },
+        {
+            "name": "projector",
+            "params": list(model.motion_projector.parameters()),
+            "lr": hp.lr_grpo if grpo else hp.lr_projector,
+        },
         {"name": "head", "params": head, "lr": hp.lr_head},
     ]
     return [g for g in groups if g["params"]]

@@ -32,11 +32,28 @@ Phase = Literal["sft", "mcgrpo"]
 PHASES: tuple[str, ...] = get_args(Phase)
 #: Settings that define the architecture or what the weights were trained to do: a value given
 #: on the command line that contradicts a checkpoint's is an error (``lightning_modules/cli.py``).
-ARCHITECTURE_KEYS = ("backbone", "lora", "seed", "motion_encoder", "motion_frames", "head_hidden",
-                     "target", "readout", "reasoning")
+ARCHITECTURE_KEYS = (
+    "backbone",
+    "lora",
+    "seed",
+    "motion_encoder",
+    "motion_frames",
+    "head_hidden",
+    "target",
+    "readout",
+    "reasoning",
+)
 #: Settings that change a comparison besides the weights (``comparison_identity``).
-_IDENTITY_KEYS = ("backbone", "dtype", "attn_implementation", "motion_encoder", "motion_frames",
-                  "target", "readout", "reasoning")
+_IDENTITY_KEYS = (
+    "backbone",
+    "dtype",
+    "attn_implementation",
+    "motion_encoder",
+    "motion_frames",
+    "target",
+    "readout",
+    "reasoning",
+)
 _DECODE_KEYS = ("num_frames", "motion_frames", "frame_size", "motion_size", "alpha")
 
 
@@ -128,8 +145,11 @@ class VersusQModule(LightningModule):
         val_comparisons_per_video: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value, allowed in (("phase", phase, PHASES), ("target", target, tpl.TARGETS),
-                                     ("readout", readout, tpl.READOUTS)):
+        for name, value, allowed in (
+            ("phase", phase, PHASES),
+            ("target", target, tpl.TARGETS),
+            ("readout", readout, tpl.READOUTS),
+        ):
             tpl.check_choice(name, value, allowed)
         if ppo_epochs < 1 or num_generations < 2:
             raise ValueError(f"ppo_epochs={ppo_epochs} must be >= 1 and num_generations={num_generations} >= 2")
@@ -138,10 +158,19 @@ class VersusQModule(LightningModule):
         parts = bb.load_backbone(backbone, lora, attn_implementation, dtype, freeze_vision, seed)
         encoder = SlowFastMotionEncoder(motion_encoder, motion_weights, seed=seed)
         self.model = VersusQModel(
-            parts, encoder, motion_frames=motion_frames, head_hidden=head_hidden, readout=readout,
-            reasoning=reasoning, max_new_tokens=max_new_tokens, temperature=temperature,
-            cache=EncoderCache(int(cache_gib * 2**30), cache_dir), freeze_vision=freeze_vision, freeze_llm=freeze_llm,
-            encoder_tag=f"{parts.source}:{seed}:{motion_encoder}:{motion_weights}")
+            parts,
+            encoder,
+            motion_frames=motion_frames,
+            head_hidden=head_hidden,
+            readout=readout,
+            reasoning=reasoning,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            cache=EncoderCache(int(cache_gib * 2**30), cache_dir),
+            freeze_vision=freeze_vision,
+            freeze_llm=freeze_llm,
+            encoder_tag=f"{parts.source}:{seed}:{motion_encoder}:{motion_weights}",
+        )
         if activation_checkpointing:
             training.enable_activation_checkpointing(parts.base_model)
         training.keep_trainable_fp32(self)  # `dtype` stores the frozen parts; see training.py
@@ -169,8 +198,9 @@ class VersusQModule(LightningModule):
         """Load the weights of a VersusQ checkpoint (``init_from``: SFT -> MC-GRPO hand-off)."""
         missing, unexpected = self.load_state_dict(load_state_dict(path), strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: weights do not match this model (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]})")
+            raise ValueError(
+                f"{path}: weights do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         self._loaded_from = str(path)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -203,8 +233,11 @@ class VersusQModule(LightningModule):
             self._digest = (key, weights_digest(self._hashed_tensors()))
         hp = self.hparams
         identity: dict[str, Any] = {k: hp[k] for k in _IDENTITY_KEYS}
-        identity.update(weights=self._digest[1], template_version=tpl.TEMPLATE_VERSION,
-                        generation={"max_new_tokens": hp.max_new_tokens, "temperature": hp.temperature})
+        identity.update(
+            weights=self._digest[1],
+            template_version=tpl.TEMPLATE_VERSION,
+            generation={"max_new_tokens": hp.max_new_tokens, "temperature": hp.temperature},
+        )
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         decode = dict(getattr(datamodule, "hparams", {}))
         if decode:
@@ -237,8 +270,11 @@ class VersusQModule(LightningModule):
         if self.hparams.target == "pointwise":
             b = len(batch.clips_a)
             scores, texts, forced = self._respond_clips(list(batch.clips_a) + list(batch.clips_b))
-            return (scores[:b] - scores[b:], [f"A: {x} B: {y}" for x, y in zip(texts[:b], texts[b:])],
-                    forced[:b] | forced[b:])
+            return (
+                scores[:b] - scores[b:],
+                [f"A: {x} B: {y}" for x, y in zip(texts[:b], texts[b:])],
+                forced[:b] | forced[b:],
+            )
         return self._respond(batch)
 
     def _respond_clips(self, clips: list[Any]) -> tuple[torch.Tensor, list[str], torch.Tensor]:
@@ -277,8 +313,10 @@ class VersusQModule(LightningModule):
         """The ``RolloutCallback`` attached in its ``setup`` (``pl_module.rollout``)."""
         engine = getattr(self, "rollout", None)
         if engine is None:
-            raise RuntimeError("phase='mcgrpo' needs a callbacks.rollout.RolloutCallback (the module adds a "
-                               "default one in configure_callbacks when the trainer has none)")
+            raise RuntimeError(
+                "phase='mcgrpo' needs a callbacks.rollout.RolloutCallback (the module adds a "
+                "default one in configure_callbacks when the trainer has none)"
+            )
         return engine
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -308,8 +346,10 @@ class VersusQModule(LightningModule):
         if rationale is not None and not hasattr(batch, "clips_a"):  # only the present clips' prompts
             rationale = [r for r, c in zip(rationale, batch.clips) if c is not None]
         if rationale is None:
-            raise ValueError("SFT with reasoning=True needs batch.rationale; set model.init_args.reasoning=false "
-                             "or give the data rationales")
+            raise ValueError(
+                "SFT with reasoning=True needs batch.rationale; set model.init_args.reasoning=false "
+                "or give the data rationales"
+            )
         return target, list(rationale)
 
     def sft_loss(self, batch: Any) -> dict[str, torch.Tensor]:
@@ -320,10 +360,15 @@ class VersusQModule(LightningModule):
         ids, mask = self.model.response_tokens(texts)
         logp, h_reg = self.model.forward_responses(self.model.build_prompt_inputs(batch), ids, mask)
         pred = self.model.head(h_reg)
-        out = objectives.sft_loss(logp, mask, pred, target.to(pred.device),
-                                  0.0 if ntp_readout else self.hparams.lambda_reg)
-        return {"loss": out.loss, "ntp": out.ntp.detach(), "reg_mse": out.reg.detach(),
-                "zero_mse": torch.mean(target**2)}
+        out = objectives.sft_loss(
+            logp, mask, pred, target.to(pred.device), 0.0 if ntp_readout else self.hparams.lambda_reg
+        )
+        return {
+            "loss": out.loss,
+            "ntp": out.ntp.detach(),
+            "reg_mse": out.reg.detach(),
+            "zero_mse": torch.mean(target**2),
+        }
 
     def _sft_step(self, batch: Any) -> torch.Tensor:
         start = time.perf_counter()
@@ -367,9 +412,17 @@ class VersusQModule(LightningModule):
         per_video = self.hparams.val_comparisons_per_video
         if stage == "fit" and per_video > 0 and not issubclass_any(have, ComparisonGraphEvaluation):
             # the fit-time learning check: a few generated comparisons, LSQ only, no extras
-            wanted.append(ComparisonGraphEvaluation(
-                budget_per_item=per_video, aggregators=("lsq",), antisymmetry_pairs=0, stages=("val",),
-                convergence_steps=0, num_rationales=2, progress=False))
+            wanted.append(
+                ComparisonGraphEvaluation(
+                    budget_per_item=per_video,
+                    aggregators=("lsq",),
+                    antisymmetry_pairs=0,
+                    stages=("val",),
+                    convergence_steps=0,
+                    num_rationales=2,
+                    progress=False,
+                )
+            )
         if stage == "fit" and self.hparams.phase == "mcgrpo" and not issubclass_any(have, RolloutCallback):
             wanted.append(RolloutCallback())
         return wanted

@@ -31,18 +31,18 @@ def check_pairs(pairs: np.ndarray, num_items: int) -> np.ndarray:
     if arr.min() < 0 or arr.max() >= num_items:  # cheap scan first, details only on failure
         bad = (arr < 0).any(axis=1) | (arr >= num_items).any(axis=1)
         k = _first(bad)
-        raise ValueError(f"{int(bad.sum())} pairs have an index outside [0, {num_items}) "
-                         f"(first: edge {k} = {tuple(arr[k].tolist())})")
+        raise ValueError(
+            f"{int(bad.sum())} pairs have an index outside [0, {num_items}) "
+            f"(first: edge {k} = {tuple(arr[k].tolist())})"
+        )
     self_pair = arr[:, 0] == arr[:, 1]
     if self_pair.any():
         k = _first(self_pair)
-        raise ValueError(f"{int(self_pair.sum())} self-pairs (i == j) "
-                         f"(first: edge {k} = {tuple(arr[k].tolist())})")
+        raise ValueError(f"{int(self_pair.sum())} self-pairs (i == j) (first: edge {k} = {tuple(arr[k].tolist())})")
     return arr
 
 
-def check_values(values: np.ndarray | None, num_edges: int, what: str,
-                 positive: bool = False) -> np.ndarray | None:
+def check_values(values: np.ndarray | None, num_edges: int, what: str, positive: bool = False) -> np.ndarray | None:
     """Validate a per-edge float array (margins or weights) of length ``num_edges``.
 
     Raises:
@@ -65,9 +65,9 @@ def check_values(values: np.ndarray | None, num_edges: int, what: str,
     return arr
 
 
-def check_graph(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-                weights: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def check_graph(
+    pairs: np.ndarray, margins: np.ndarray, num_items: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate ``(pairs, margins, weights)`` together; returns ``(pairs (E,2), margins (E,), w)``."""
     arr = check_pairs(pairs, num_items)
     m = check_values(margins, arr.shape[0], "margins")

@@ -67,8 +67,9 @@ class NegLaplacian:
         return out
 
 
-def _counting_sort(n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counting_sort(
+    n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR ``(indptr, indices, data)`` of the COO triplets, duplicates kept, in two passes."""
     nnz, itype = len(rows), rows.dtype
     if coo_tocsr is None:  # pragma: no cover

@@ -80,15 +80,21 @@ class AppendixASampler(BaseSampler):
     True
     """
 
-    def __init__(self, num_items: int, seed: int = 0, exclude: np.ndarray | None = None,
-                 quantiles: int = 10, window: int = 10, provisional: ProvisionalName = "elo",
-                 draw_threshold: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        seed: int = 0,
+        exclude: np.ndarray | None = None,
+        quantiles: int = 10,
+        window: int = 10,
+        provisional: ProvisionalName = "elo",
+        draw_threshold: float = 0.2,
+    ) -> None:
         super().__init__(num_items, seed, exclude)
         if quantiles < 1 or window < 1:
             raise ValueError(f"need quantiles >= 1 and window >= 1, got {quantiles}, {window}")
         if provisional not in PROVISIONAL_NAMES:
-            raise ValueError(f"provisional must be one of {list(PROVISIONAL_NAMES)}, "
-                             f"got {provisional!r}")
+            raise ValueError(f"provisional must be one of {list(PROVISIONAL_NAMES)}, got {provisional!r}")
         self.quantiles, self.window, self.provisional = quantiles, window, provisional
         self._elo = make_aggregators(["elo"], draw_threshold)["elo"]
 
@@ -119,8 +125,8 @@ class AppendixASampler(BaseSampler):
                 return
             r = int(pos[anchor])
             b = int(np.searchsorted(edges, r, side="right")) - 1
-            quantile = order[edges[b]:edges[b + 1]]
-            window = order[max(r - self.window, 0):r + self.window + 1]
+            quantile = order[edges[b] : edges[b + 1]]
+            window = order[max(r - self.window, 0) : r + self.window + 1]
             sources = (quantile, window) if self.rng.random() < 0.5 else (window, quantile)
             for cand in sources:
                 partner = self._partner(anchor, cand)

@@ -49,15 +49,17 @@ class ConvergenceResult:
         if missing:
             raise ValueError(f"convergence entry lacks {missing}; has {sorted(data)}")
         edges = [int(e) for e in data["edges"]]
-        curves = {agg: {m: [float(v) for v in vals] for m, vals in metrics.items()}
-                  for agg, metrics in data["curves"].items()}
+        curves = {
+            agg: {m: [float(v) for v in vals] for m, vals in metrics.items()} for agg, metrics in data["curves"].items()
+        }
         for agg, metrics in curves.items():
             for m, vals in metrics.items():
                 if len(vals) != len(edges):
-                    raise ValueError(f"curve {agg}/{m} has {len(vals)} points for "
-                                     f"{len(edges)} prefix sizes")
-        stable = {agg: {m: None if v is None else int(v) for m, v in metrics.items()}
-                  for agg, metrics in data["stable_at"].items()}
+                    raise ValueError(f"curve {agg}/{m} has {len(vals)} points for {len(edges)} prefix sizes")
+        stable = {
+            agg: {m: None if v is None else int(v) for m, v in metrics.items()}
+            for agg, metrics in data["stable_at"].items()
+        }
         return cls(edges, curves, stable, float(data.get("band", 0.005)))
 
 
@@ -83,10 +85,15 @@ def _stable_size(sizes: list[int], values: list[float], band: float) -> int | No
     return sizes[k] if k < len(sizes) else None
 
 
-def convergence(pairs: np.ndarray, margins: np.ndarray, mos: np.ndarray,
-                aggregators: Mapping[str, Aggregator] | Sequence[str] = ("lsq", "elo", "winrate"),
-                steps: int | Sequence[int] = 20, band: float = 0.005,
-                draw_threshold: float = 0.2) -> ConvergenceResult:
+def convergence(
+    pairs: np.ndarray,
+    margins: np.ndarray,
+    mos: np.ndarray,
+    aggregators: Mapping[str, Aggregator] | Sequence[str] = ("lsq", "elo", "winrate"),
+    steps: int | Sequence[int] = 20,
+    band: float = 0.005,
+    draw_threshold: float = 0.2,
+) -> ConvergenceResult:
     """SRCC/PLCC of each aggregator on prefixes of the edge stream (in the given order).
 
     Args:
@@ -115,8 +122,11 @@ def convergence(pairs: np.ndarray, margins: np.ndarray, mos: np.ndarray,
     else:
         sizes = sorted({int(x) for x in steps if 0 < int(x) <= len(p)})
     # early prefixes are disconnected by design: LSQ does not warn about them
-    funcs = dict(aggregators) if isinstance(aggregators, Mapping) else \
-        make_aggregators(aggregators, draw_threshold, warn=False)
+    funcs = (
+        dict(aggregators)
+        if isinstance(aggregators, Mapping)
+        else make_aggregators(aggregators, draw_threshold, warn=False)
+    )
     result = ConvergenceResult(edges=sizes, band=band)
     for name, func in funcs.items():
         curve: dict[str, list[float]] = {"srcc": [], "plcc": []}

@@ -11,11 +11,15 @@ from ranking.samplers import BaseSampler, RobustSampler
 Oracle = Callable[[np.ndarray], np.ndarray]
 
 
-def run_comparisons(oracle: Oracle, num_items: int, budget: int | None = None,
-                    sampler: BaseSampler | None = None, batch_size: int | None = None,
-                    answered: tuple[np.ndarray, np.ndarray] | None = None,
-                    progress: Callable[[int, int], None] | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def run_comparisons(
+    oracle: Oracle,
+    num_items: int,
+    budget: int | None = None,
+    sampler: BaseSampler | None = None,
+    batch_size: int | None = None,
+    answered: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Ask ``oracle(pairs) -> margins`` for sampler-chosen pairs until ``budget`` pairs are asked.
 
     Resuming: ``answered = (pairs, margins)`` from a journal are replayed into the sampler with

@@ -48,8 +48,9 @@ class LSQResult:
     component_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def laplacian_csr(pairs: np.ndarray, num_items: int, weights: np.ndarray | None = None
-                  ) -> tuple[sp.csr_matrix, np.ndarray]:
+def laplacian_csr(
+    pairs: np.ndarray, num_items: int, weights: np.ndarray | None = None
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Off-diagonal adjacency ``W_adj`` (CSR, symmetric, float32) and degrees ``d`` (float64).
 
     ``L = diag(d) - W_adj``. Duplicate edges stay duplicate entries (mat-vecs sum them).
@@ -78,8 +79,7 @@ def components_csr(adj: sp.csr_matrix, deg: np.ndarray) -> tuple[np.ndarray, int
     return exact_components(op)
 
 
-def _true_residual(op: NegLaplacian, b: np.ndarray, x: np.ndarray, buf: np.ndarray
-                   ) -> tuple[np.ndarray, float]:
+def _true_residual(op: NegLaplacian, b: np.ndarray, x: np.ndarray, buf: np.ndarray) -> tuple[np.ndarray, float]:
     """Residual ``b - L x`` in float64 with the exact weights, and ``||b - L x|| / ||b||``."""
     res = np.subtract(b, op.matvec(x, buf), out=buf)
     norm_b = float(np.linalg.norm(b))
@@ -95,9 +95,16 @@ def _center(x: np.ndarray, labels: np.ndarray, count: int) -> None:
     x -= (np.bincount(labels, weights=x, minlength=count) / sizes)[labels]
 
 
-def lsq_solve(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-              weights: np.ndarray | None = None, tol: float = 1e-6,
-              maxiter: int = 1000, refinements: int = 4, warn: bool = True) -> LSQResult:
+def lsq_solve(
+    pairs: np.ndarray,
+    margins: np.ndarray,
+    num_items: int,
+    weights: np.ndarray | None = None,
+    tol: float = 1e-6,
+    maxiter: int = 1000,
+    refinements: int = 4,
+    warn: bool = True,
+) -> LSQResult:
     """Zero-mean least-squares scores from pairwise margins, with diagnostics.
 
     Solves ``min_s sum_k w_k (s_i - s_j - m_k)^2`` subject to a zero mean within each connected
@@ -160,11 +167,15 @@ def _warn_disconnected(sizes: np.ndarray, isolated: np.ndarray) -> None:
         f"comparison graph is disconnected: {len(big)} component(s) with edges "
         f"(sizes {big[:5].tolist()}{'...' if len(big) > 5 else ''}) and {len(isolated)} isolated "
         f"item(s) (first {isolated[:5].tolist()}); each component has its own zero mean and "
-        "scores are not comparable across components", RuntimeWarning, stacklevel=3)
+        "scores are not comparable across components",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
-def lsq_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-               weights: np.ndarray | None = None, tol: float = 1e-6) -> np.ndarray:
+def lsq_scores(
+    pairs: np.ndarray, margins: np.ndarray, num_items: int, weights: np.ndarray | None = None, tol: float = 1e-6
+) -> np.ndarray:
     """Zero-mean least-squares (HodgeRank) scores; see :func:`lsq_solve` for the details.
 
     Args:

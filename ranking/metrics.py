@@ -35,8 +35,7 @@ def _plcc_logistic(pred: np.ndarray, mos: np.ndarray) -> float:
     return float(stats.pearsonr(fitted, mos)[0])
 
 
-def correlations(pred: np.ndarray, mos: np.ndarray, nan_policy: str = "raise"
-                 ) -> dict[str, float]:
+def correlations(pred: np.ndarray, mos: np.ndarray, nan_policy: str = "raise") -> dict[str, float]:
     """SRCC, PLCC, KRCC and logistic-fitted PLCC of predictions against MOS (scipy.stats).
 
     Args:
@@ -60,11 +59,18 @@ def correlations(pred: np.ndarray, mos: np.ndarray, nan_policy: str = "raise"
     bad = ~(np.isfinite(p) & np.isfinite(y))
     if bad.any() and nan_policy == "raise":
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{int(bad.sum())} NaN/inf entries (first at index {k}: pred={p[k]}, "
-                         f"mos={y[k]}); pass nan_policy='drop' to drop them")
+        raise ValueError(
+            f"{int(bad.sum())} NaN/inf entries (first at index {k}: pred={p[k]}, "
+            f"mos={y[k]}); pass nan_policy='drop' to drop them"
+        )
     p, y = p[~bad], y[~bad]
     if p.size < 3:
         raise ValueError(f"need at least 3 finite pairs for correlations, got {p.size}")
-    return {"srcc": float(stats.spearmanr(p, y)[0]), "plcc": float(stats.pearsonr(p, y)[0]),
-            "krcc": float(stats.kendalltau(p, y)[0]), "plcc_logistic": _plcc_logistic(p, y),
-            "n": int(p.size), "dropped": int(bad.sum())}
+    return {
+        "srcc": float(stats.spearmanr(p, y)[0]),
+        "plcc": float(stats.pearsonr(p, y)[0]),
+        "krcc": float(stats.kendalltau(p, y)[0]),
+        "plcc_logistic": _plcc_logistic(p, y),
+        "n": int(p.size),
+        "dropped": int(bad.sum()),
+    }

@@ -31,8 +31,7 @@ def outcomes(margins: np.ndarray, draw_threshold: float = 0.2) -> np.ndarray:
     return out
 
 
-def winrate_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-                   draw_threshold: float = 0.2) -> np.ndarray:
+def winrate_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int, draw_threshold: float = 0.2) -> np.ndarray:
     """Fraction of points won per item (a draw is half a win); 0.5 for items never compared.
 
     >>> winrate_scores(np.array([[0, 1], [1, 2], [0, 2]]), np.array([1.0, 0.1, 0.3]), 3).tolist()
@@ -45,8 +44,9 @@ def winrate_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
     return np.divide(points, games, out=np.full(num_items, 0.5), where=games > 0)
 
 
-def _elo_pass(i: np.ndarray, j: np.ndarray, o: np.ndarray, num_items: int,
-              k_factor: float, scale: float, initial: float) -> np.ndarray:
+def _elo_pass(
+    i: np.ndarray, j: np.ndarray, o: np.ndarray, num_items: int, k_factor: float, scale: float, initial: float
+) -> np.ndarray:
     """One sequential Elo pass over the edges in the given order."""
     r = [initial] * num_items
     for a, b, res in zip(i.tolist(), j.tolist(), o.tolist()):
@@ -57,9 +57,17 @@ def _elo_pass(i: np.ndarray, j: np.ndarray, o: np.ndarray, num_items: int,
     return np.asarray(r)
 
 
-def elo_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-               draw_threshold: float = 0.2, k_factor: float = 32.0, seed: int | None = None,
-               shuffles: int = 0, scale: float = 400.0, initial: float = 1500.0) -> np.ndarray:
+def elo_scores(
+    pairs: np.ndarray,
+    margins: np.ndarray,
+    num_items: int,
+    draw_threshold: float = 0.2,
+    k_factor: float = 32.0,
+    seed: int | None = None,
+    shuffles: int = 0,
+    scale: float = 400.0,
+    initial: float = 1500.0,
+) -> np.ndarray:
     """Elo ratings from win/draw/loss outcomes.
 
     Elo is order dependent. With ``shuffles == 0`` (default) the edges are replayed in the
@@ -88,13 +96,13 @@ def elo_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
     total = np.zeros(num_items)
     for _ in range(shuffles):
         order = rng.permutation(len(o))
-        total += _elo_pass(arr[order, 0], arr[order, 1], o[order], num_items, k_factor, scale,
-                           initial)
+        total += _elo_pass(arr[order, 0], arr[order, 1], o[order], num_items, k_factor, scale, initial)
     return total / shuffles
 
 
-def bt_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-              draw_threshold: float = 0.2, ridge: float = 1e-2) -> np.ndarray:
+def bt_scores(
+    pairs: np.ndarray, margins: np.ndarray, num_items: int, draw_threshold: float = 0.2, ridge: float = 1e-2
+) -> np.ndarray:
     """Bradley-Terry maximum a-posteriori strengths (log-odds scale, zero mean).
 
     Maximises ``sum_k [o_k log σ(s_i - s_j) + (1 - o_k) log σ(s_j - s_i)] - ridge/2 ||s||²``
@@ -118,6 +126,5 @@ def bt_scores(pairs: np.ndarray, margins: np.ndarray, num_items: int,
         grad = np.bincount(i, g_edge, num_items) - np.bincount(j, g_edge, num_items)
         return float(nll), grad + ridge * s
 
-    sol = minimize(objective, np.zeros(num_items), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 2000, "gtol": 1e-8})
+    sol = minimize(objective, np.zeros(num_items), jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-8})
     return sol.x - sol.x.mean()

@@ -89,8 +89,9 @@ class BaseSampler(ABC):
         usable answer are rated 0.
         """
         if self._dirty and self._pairs:
-            self._ratings = lsq_solve(np.concatenate(self._pairs), np.concatenate(self._margins),
-                                      self.num_items, tol=1e-4, warn=False).scores
+            self._ratings = lsq_solve(
+                np.concatenate(self._pairs), np.concatenate(self._margins), self.num_items, tol=1e-4, warn=False
+            ).scores
             self._dirty = False
         return self._ratings
 
@@ -110,8 +111,7 @@ class BaseSampler(ABC):
 
     def _valid(self, a: int, b: int) -> bool:
         """A pair that may be proposed: two distinct available items, never asked before."""
-        return a != b and self._key(a, b) not in self.seen and bool(
-            self.available[a] and self.available[b])
+        return a != b and self._key(a, b) not in self.seen and bool(self.available[a] and self.available[b])
 
     def _take(self, cand: np.ndarray, out: list[tuple[int, int]], limit: int) -> int:
         """Append valid candidates (:meth:`_valid`) to ``out`` until it holds ``limit`` pairs.
@@ -165,8 +165,7 @@ class ConnectedSampler(BaseSampler):
         self._cycle_pos = 0  # cycle edges already served
 
     def _propose(self, batch_size: int, out: list[tuple[int, int]]) -> None:
-        self._cycle_pos += self._take(self._spanning_candidates()[self._cycle_pos:], out,
-                                      batch_size)
+        self._cycle_pos += self._take(self._spanning_candidates()[self._cycle_pos :], out, batch_size)
         if len(out) < batch_size:
             self._take(self._bridging_candidates(), out, batch_size)
         if len(out) < batch_size:
@@ -182,8 +181,7 @@ class ConnectedSampler(BaseSampler):
         """A random Hamiltonian cycle over the available items, served once."""
         if self._cycle is None:
             perm = self.rng.permutation(np.flatnonzero(self.available))
-            self._cycle = np.stack([perm, np.roll(perm, -1)], axis=1) if len(perm) > 2 else \
-                perm.reshape(-1, 2)
+            self._cycle = np.stack([perm, np.roll(perm, -1)], axis=1) if len(perm) > 2 else perm.reshape(-1, 2)
         return self._cycle
 
     def _bridging_candidates(self) -> np.ndarray:

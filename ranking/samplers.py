@@ -52,12 +52,20 @@ class RobustSampler(ConnectedSampler):
     ``random_frac`` share of partners is uniform at random; all inside the connected frame
     (spanning cycle, bridges, random fill), none of which the paper describes."""
 
-    def __init__(self, num_items: int, seed: int = 0, exclude: np.ndarray | None = None,
-                 quantiles: int = 10, window: int = 20, random_frac: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        seed: int = 0,
+        exclude: np.ndarray | None = None,
+        quantiles: int = 10,
+        window: int = 20,
+        random_frac: float = 0.2,
+    ) -> None:
         super().__init__(num_items, seed, exclude)
         if quantiles < 1 or window < 1 or not 0 <= random_frac <= 1:
-            raise ValueError("need quantiles >= 1, window >= 1 and 0 <= random_frac <= 1, got "
-                             f"{quantiles}, {window}, {random_frac}")
+            raise ValueError(
+                f"need quantiles >= 1, window >= 1 and 0 <= random_frac <= 1, got {quantiles}, {window}, {random_frac}"
+            )
         self.quantiles, self.window, self.random_frac = quantiles, window, random_frac
 
     def _strategy(self, k: int) -> np.ndarray:
@@ -104,15 +112,25 @@ class ActiveSampler(ConnectedSampler):
     Anchors are the items furthest below their target degree (``(d_i + 1) / target_i``).
     """
 
-    def __init__(self, num_items: int, seed: int = 0, exclude: np.ndarray | None = None,
-                 window: int = 30, random_frac: float = 0.9, shrink: float = 3.0,
-                 density: float = 0.0, candidates: int = 4, noise_power: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        seed: int = 0,
+        exclude: np.ndarray | None = None,
+        window: int = 30,
+        random_frac: float = 0.9,
+        shrink: float = 3.0,
+        density: float = 0.0,
+        candidates: int = 4,
+        noise_power: float = 0.0,
+    ) -> None:
         super().__init__(num_items, seed, exclude)
-        if window < 1 or not 0 <= random_frac <= 1 or shrink < 0 or not 0 <= density <= 1 \
-                or candidates < 1:
-            raise ValueError("need window >= 1, 0 <= random_frac <= 1, shrink >= 0, "
-                             "0 <= density <= 1 and candidates >= 1, got "
-                             f"{window}, {random_frac}, {shrink}, {density}, {candidates}")
+        if window < 1 or not 0 <= random_frac <= 1 or shrink < 0 or not 0 <= density <= 1 or candidates < 1:
+            raise ValueError(
+                "need window >= 1, 0 <= random_frac <= 1, shrink >= 0, "
+                "0 <= density <= 1 and candidates >= 1, got "
+                f"{window}, {random_frac}, {shrink}, {density}, {candidates}"
+            )
         self.window, self.random_frac, self.shrink = window, random_frac, shrink
         self.density, self.candidates, self.noise_power = density, candidates, noise_power
 
@@ -133,8 +151,11 @@ class ActiveSampler(ConnectedSampler):
         deg = self.degree + self.shrink
         v = (tot + self.shrink * glob) / deg
         chance = 2 * glob**2 / deg
-        tau2 = max(float(np.var(v[self.degree > 0]) - chance[self.degree > 0].mean()), 0.0) \
-            if np.any(self.degree > 0) else 0.0
+        tau2 = (
+            max(float(np.var(v[self.degree > 0]) - chance[self.degree > 0].mean()), 0.0)
+            if np.any(self.degree > 0)
+            else 0.0
+        )
         return glob + tau2 / (tau2 + chance) * (v - glob)
 
     def target_weight(self, order: np.ndarray) -> np.ndarray:
@@ -175,6 +196,8 @@ class ActiveSampler(ConnectedSampler):
 
 SamplerName = Literal["robust", "appendix_a", "random", "active"]
 SAMPLERS: dict[str, type[BaseSampler]] = {
-    "robust": RobustSampler, "appendix_a": AppendixASampler, "random": RandomRegularSampler,
+    "robust": RobustSampler,
+    "appendix_a": AppendixASampler,
+    "random": RandomRegularSampler,
     "active": ActiveSampler,
 }

@@ -37,9 +37,14 @@ def _approx_diag(pairs: np.ndarray, num_items: int, w: np.ndarray) -> np.ndarray
     return inv * (1.0 + inv * nb)
 
 
-def score_uncertainty(pairs: np.ndarray, margins: np.ndarray, num_items: int,
-                      scores: np.ndarray, weights: np.ndarray | None = None,
-                      exact_max: int = 1500) -> np.ndarray:
+def score_uncertainty(
+    pairs: np.ndarray,
+    margins: np.ndarray,
+    num_items: int,
+    scores: np.ndarray,
+    weights: np.ndarray | None = None,
+    exact_max: int = 1500,
+) -> np.ndarray:
     """Standard error of every least-squares score.
 
     Args:
@@ -65,7 +70,6 @@ def score_uncertainty(pairs: np.ndarray, margins: np.ndarray, num_items: int,
     _, count = components_csr(*laplacian_csr(arr, num_items, w))
     dof = len(m) - (num_items - count)
     sigma2 = float(w @ resid**2) / dof if dof > 0 else float("nan")
-    diag = _exact_diag(arr, num_items, w) if num_items <= exact_max else \
-        _approx_diag(arr, num_items, w)
+    diag = _exact_diag(arr, num_items, w) if num_items <= exact_max else _approx_diag(arr, num_items, w)
     deg = np.bincount(arr.ravel(), minlength=num_items)
     return np.where(deg > 0, np.sqrt(sigma2 * diag), np.inf)

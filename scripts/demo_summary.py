@@ -46,8 +46,9 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
             try:
                 item[key] = float(row.get(key) or "nan")
             except ValueError:
-                raise ValueError(f"{path}: column {key!r} of {row.get('benchmark')} is not a number: "
-                                 f"{row.get(key)!r}") from None
+                raise ValueError(
+                    f"{path}: column {key!r} of {row.get('benchmark')} is not a number: {row.get(key)!r}"
+                ) from None
         out.append(item)
     return out
 
@@ -77,10 +78,14 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             members = [b[agg] for b in benchmarks.values() if b["group"] == group and agg in b]
             if members:
                 averages.setdefault(agg, {})[group] = {
-                    m: float(sum(x[m] for x in members) / len(members)) for m in ("srcc", "plcc")}
-    return {"benchmarks": benchmarks, "averages": averages,
-            "comparisons": sum(b.get("comparisons", 0) for b in benchmarks.values()),
-            "forced": sum(b.get("forced", 0) for b in benchmarks.values())}
+                    m: float(sum(x[m] for x in members) / len(members)) for m in ("srcc", "plcc")
+                }
+    return {
+        "benchmarks": benchmarks,
+        "averages": averages,
+        "comparisons": sum(b.get("comparisons", 0) for b in benchmarks.values()),
+        "forced": sum(b.get("forced", 0) for b in benchmarks.values()),
+    }
 
 
 def _fmt(value: float) -> str:
@@ -95,15 +100,18 @@ def render(summaries: dict[str, dict[str, Any]]) -> str:
     for bench, entry in first["benchmarks"].items():
         for agg in AGGREGATORS:
             if agg in entry:
-                cells = [summaries[n]["benchmarks"].get(bench, {}).get(agg, {}).get("srcc", float("nan"))
-                         for n in names]
+                cells = [
+                    summaries[n]["benchmarks"].get(bench, {}).get(agg, {}).get("srcc", float("nan")) for n in names
+                ]
                 lines.append(f"{bench:<22} {agg:<8} " + " ".join(f"{_fmt(c):>9}" for c in cells))
     for group in ("in_domain", "out_of_domain"):
         for agg in AGGREGATORS:
             cells = [summaries[n]["averages"].get(agg, {}).get(group, {}).get("srcc", float("nan")) for n in names]
             lines.append(f"{'avg ' + group:<22} {agg:<8} " + " ".join(f"{_fmt(c):>9}" for c in cells))
-    lines.append(f"{'forced / comparisons':<31} " + " ".join(
-        f"{summaries[n]['forced']:>4}/{summaries[n]['comparisons']:<4}" for n in names))
+    lines.append(
+        f"{'forced / comparisons':<31} "
+        + " ".join(f"{summaries[n]['forced']:>4}/{summaries[n]['comparisons']:<4}" for n in names)
+    )
     return "\n".join(lines)
 
 
@@ -137,8 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if times:
         print("stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     if args.out:
-        record = {"checkpoints": summaries, "stage_seconds": times, "total_seconds": sum(times.values()),
-                  "machine": {"cpus": _cpus(), "python": platform.python_version()}}
+        record = {
+            "checkpoints": summaries,
+            "stage_seconds": times,
+            "total_seconds": sum(times.values()),
+            "machine": {"cpus": _cpus(), "python": platform.python_version()},
+        }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         print(f"written: {args.out}")

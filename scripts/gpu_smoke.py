@@ -79,9 +79,16 @@ def vllm_settings(memory: float, max_model_len: int) -> dict[str, Any]:
     return {**settings, "gpu_memory_utilization": memory, "max_model_len": max_model_len}
 
 
-def shrunk_real_backbone(config_json: Path, layers: int, name: str = "tiny", lora: dict[str, Any] | None = None,
-                         attn_implementation: str | None = None, dtype: str = "bfloat16", freeze_vision: bool = True,
-                         seed: int = 0) -> bb.Backbone:
+def shrunk_real_backbone(
+    config_json: Path,
+    layers: int,
+    name: str = "tiny",
+    lora: dict[str, Any] | None = None,
+    attn_implementation: str | None = None,
+    dtype: str = "bfloat16",
+    freeze_vision: bool = True,
+    seed: int = 0,
+) -> bb.Backbone:
     """``load_backbone`` stand-in (same arguments after the first two; ``name`` is ignored): the
     architecture of ``config_json`` with ``layers`` text layers / vision blocks, random weights.
 
@@ -94,10 +101,15 @@ def shrunk_real_backbone(config_json: Path, layers: int, name: str = "tiny", lor
     processor = bb.build_tiny_processor()
     ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in bb.QWEN_TOKENS}
     raw = json.loads(config_json.read_text())
-    raw.update(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-               vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    raw["text_config"].update(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                              pad_token_id=ids["<|endoftext|>"])
+    raw.update(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    raw["text_config"].update(
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]
+    )
     raw["text_config"]["num_hidden_layers"] = layers
     raw["vision_config"].update(depth=layers, deepstack_visual_indexes=list(range(max(layers - 3, 0), layers)))
     config = Qwen3VLConfig(**raw)
@@ -110,8 +122,9 @@ def shrunk_real_backbone(config_json: Path, layers: int, name: str = "tiny", lor
         model.model.visual.requires_grad_(False)
     if lora:
         model = bb.apply_lora(model, lora, [token_ids[t] for t in bb.TRAINED_TOKEN_ROWS])
-    return bb.Backbone(model=model, processor=processor, source=f"shrunk:{config_json.name}:{layers}",
-                       token_ids=token_ids)
+    return bb.Backbone(
+        model=model, processor=processor, source=f"shrunk:{config_json.name}:{layers}", token_ids=token_ids
+    )
 
 
 def clip(i: int, motion_frames: int) -> Clip:
@@ -122,8 +135,15 @@ def clip(i: int, motion_frames: int) -> Clip:
 
 
 def pairs(n: int, motion_frames: int) -> PairBatch:
-    return PairBatch([clip(2 * i, motion_frames) for i in range(n)], [clip(2 * i + 1, motion_frames) for i in range(n)],
-                     torch.linspace(-1.0, 1.0, n), [RATIONALE] * n, ["smoke"] * n, torch.arange(n), torch.arange(n) + n)
+    return PairBatch(
+        [clip(2 * i, motion_frames) for i in range(n)],
+        [clip(2 * i + 1, motion_frames) for i in range(n)],
+        torch.linspace(-1.0, 1.0, n),
+        [RATIONALE] * n,
+        ["smoke"] * n,
+        torch.arange(n),
+        torch.arange(n) + n,
+    )
 
 
 class Smoke:
@@ -136,16 +156,32 @@ class Smoke:
         self.folder = Path(tempfile.mkdtemp(prefix="versusq-smoke-"))
 
     def module(self, **kwargs: Any) -> VersusQModule:
-        settings = {"motion_frames": self.args.motion_frames, "head_hidden": 64, "dtype": "bfloat16",
-                    "max_new_tokens": self.args.max_new_tokens, "num_generations": 2, "lr_backbone": 1e-5,
-                    "lr_grpo": 1e-5, "warmup_steps": 0, "attn_implementation": None,
-                    "activation_checkpointing": True, **self.args.settings}  # on in the GPU overlays
+        settings = {
+            "motion_frames": self.args.motion_frames,
+            "head_hidden": 64,
+            "dtype": "bfloat16",
+            "max_new_tokens": self.args.max_new_tokens,
+            "num_generations": 2,
+            "lr_backbone": 1e-5,
+            "lr_grpo": 1e-5,
+            "warmup_steps": 0,
+            "attn_implementation": None,
+            "activation_checkpointing": True,
+            **self.args.settings,
+        }  # on in the GPU overlays
         return VersusQModule(**{**settings, **kwargs})
 
     def trainer(self, steps: int, **kwargs: Any) -> Trainer:
         kwargs = {"accelerator": "gpu" if self.cuda else "cpu", "devices": 1, "precision": "bf16-mixed", **kwargs}
-        return Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                       enable_model_summary=False, default_root_dir=str(self.folder), **kwargs)
+        return Trainer(
+            max_steps=steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(self.folder),
+            **kwargs,
+        )
 
     def fit(self, module: VersusQModule, steps: int, **trainer_kwargs: Any) -> tuple[Trainer, float]:
         """``steps`` optimiser steps; returns the trainer and the moved share of LM layer weights."""
@@ -158,8 +194,13 @@ class Smoke:
 
     def check(self, name: str, fn: Callable[[], dict[str, Any]], needs: tuple[str, ...] = ()) -> None:
         missing = [p for p in needs if p != "cuda" and importlib.util.find_spec(p) is None]
-        reason = ("needs a CUDA GPU" if "cuda" in needs and not self.cuda else
-                  f"{missing[0]} not installed (pip install 'versusq[{missing[0]}]')" if missing else None)
+        reason = (
+            "needs a CUDA GPU"
+            if "cuda" in needs and not self.cuda
+            else f"{missing[0]} not installed (pip install 'versusq[{missing[0]}]')"
+            if missing
+            else None
+        )
         start = time.perf_counter()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -198,9 +239,15 @@ class Smoke:
         self.zero2_ckpt = self.folder / "zero2.ckpt"
         trainer.save_checkpoint(self.zero2_ckpt)
         masters = load_state_dict(self.zero2_ckpt)  # consolidated float32 (DeepSpeed's zero_to_fp32)
-        moved = sum(int((masters[n].float() != t).sum()) for n, t in before.items()) / sum(t.numel() for t in before.values())
-        return {"moved_lm_weights": round(moved, 3), "moved_bf16_copies": round(moved_bf16, 3),
-                "checkpoint_folder": self.zero2_ckpt.is_dir(), "ok": moved >= 0.8 and self.zero2_ckpt.is_dir()}
+        moved = sum(int((masters[n].float() != t).sum()) for n, t in before.items()) / sum(
+            t.numel() for t in before.values()
+        )
+        return {
+            "moved_lm_weights": round(moved, 3),
+            "moved_bf16_copies": round(moved_bf16, 3),
+            "checkpoint_folder": self.zero2_ckpt.is_dir(),
+            "ok": moved >= 0.8 and self.zero2_ckpt.is_dir(),
+        }
 
     def sft_template(self) -> dict[str, Any]:
         lr = self.args.teach_lr
@@ -210,19 +257,29 @@ class Smoke:
         trainer.save_checkpoint(self.sft_ckpt)
         margins, texts, forced = sft.predict_margin(self.batch)
         valid = int((torch.isfinite(margins) & ~forced).sum())  # reached </think><answer> itself
-        return {"steps": self.args.teach_steps, "valid_greedy": f"{valid}/{len(margins)}", "ok": valid > 0,
-                "text": texts[0][:60]}
+        return {
+            "steps": self.args.teach_steps,
+            "valid_greedy": f"{valid}/{len(margins)}",
+            "ok": valid > 0,
+            "text": texts[0][:60],
+        }
 
     def handoff(self) -> dict[str, Any]:
         sources = [self.sft_ckpt] + ([self.zero2_ckpt] if getattr(self, "zero2_ckpt", None) else [])
         out = {}
         for source in sources:
-            saved = torch.load(source / "checkpoint" / "mp_rank_00_model_states.pt", weights_only=False)["module"] \
-                if source.is_dir() else torch.load(source, weights_only=False)["state_dict"]
+            saved = (
+                torch.load(source / "checkpoint" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+                if source.is_dir()
+                else torch.load(source, weights_only=False)["state_dict"]
+            )
             module = self.module(phase="mcgrpo", init_from=str(source))
             state = module.state_dict()
-            same = all(torch.equal(state[k].float(), v.float()) for k, v in saved.items()) if not source.is_dir() else \
-                all(torch.allclose(state[k].float(), v.float(), atol=1e-2) for k, v in saved.items())
+            same = (
+                all(torch.equal(state[k].float(), v.float()) for k, v in saved.items())
+                if not source.is_dir()
+                else all(torch.allclose(state[k].float(), v.float(), atol=1e-2) for k, v in saved.items())
+            )
             out[source.name] = same
         self.grpo_init = str(self.sft_ckpt)
         return {**out, "ok": all(out.values())}
@@ -231,9 +288,12 @@ class Smoke:
         module = self.module(phase="mcgrpo", init_from=self.grpo_init)
         trainer, moved = self.fit(module, 1, callbacks=callbacks)
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        return {"moved_lm_weights": round(moved, 3), "format_rate": m["train/format_rate"],
-                "reward_mean": round(m["train/reward_mean"], 3),
-                "rollout_tokens_per_s": round(m["train/rollout_tokens_per_s"], 1)}, trainer
+        return {
+            "moved_lm_weights": round(moved, 3),
+            "format_rate": m["train/format_rate"],
+            "reward_mean": round(m["train/reward_mean"], 3),
+            "rollout_tokens_per_s": round(m["train/rollout_tokens_per_s"], 1),
+        }, trainer
 
     def mcgrpo_hf(self) -> dict[str, Any]:
         result, _ = self.mcgrpo([RolloutCallback(engine="hf", temperature=self.args.temperature)])
@@ -247,22 +307,35 @@ class Smoke:
         ve.VLLMRollout.generate = lambda engine, *a: seen.append(real(engine, *a)) or seen[-1]  # type: ignore[method-assign]
         vllm = vllm_settings(self.args.vllm_memory, 4096)
         try:
-            result, trainer = self.mcgrpo([RolloutCallback(engine="vllm", temperature=self.args.temperature,
-                                                           vllm=vllm)])
+            result, trainer = self.mcgrpo(
+                [RolloutCallback(engine="vllm", temperature=self.args.temperature, vllm=vllm)]
+            )
         finally:
             ve.VLLMRollout.generate = real  # type: ignore[method-assign]
         r, model = seen[0], trainer.lightning_module.model
         lengths = r.response_mask.sum(1)
         last = r.response_ids.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
-        ended = bool(((torch.isin(last, torch.tensor(model.end_token_ids(), device=last.device)))
-                      | (lengths == self.args.max_new_tokens)).all())
+        ended = bool(
+            (
+                (torch.isin(last, torch.tensor(model.end_token_ids(), device=last.device)))
+                | (lengths == self.args.max_new_tokens)
+            ).all()
+        )
         m = trainer.callback_metrics
-        placeholders = bool(torch.isin(r.response_ids[r.response_mask], torch.tensor(model.never_generate,
-                                                                                   device=r.response_ids.device)).any())
-        return {**result, "all_end_at_end_token_or_budget": ended, "placeholder_sampled": placeholders,
-                "dropped": float(m["train/dropped_rollouts"]), "logprob_gap": round(float(m["train/engine_gap_mean"]), 4),
-                "is_weight_mean": round(float(m["train/engine_weight_mean"]), 3),
-                "ok": ended and not placeholders and result["format_rate"] > 0}
+        placeholders = bool(
+            torch.isin(
+                r.response_ids[r.response_mask], torch.tensor(model.never_generate, device=r.response_ids.device)
+            ).any()
+        )
+        return {
+            **result,
+            "all_end_at_end_token_or_budget": ended,
+            "placeholder_sampled": placeholders,
+            "dropped": float(m["train/dropped_rollouts"]),
+            "logprob_gap": round(float(m["train/engine_gap_mean"]), 4),
+            "is_weight_mean": round(float(m["train/engine_weight_mean"]), 3),
+            "ok": ended and not placeholders and result["format_rate"] > 0,
+        }
 
     def predict(self) -> dict[str, Any]:
         batch = pairs(8, self.args.motion_frames)
@@ -280,8 +353,12 @@ class Smoke:
         self.check("mcgrpo_hf", self.mcgrpo_hf)
         self.check("mcgrpo_vllm", self.mcgrpo_vllm, needs=("cuda", "vllm"))
         self.check("predict", self.predict)
-        summary = {"device": self.args.device, "model": self.args.model_name, "checks": self.results,
-                   "passed": all(r["status"] != "fail" for r in self.results.values())}
+        summary = {
+            "device": self.args.device,
+            "model": self.args.model_name,
+            "checks": self.results,
+            "passed": all(r["status"] != "fail" for r in self.results.values()),
+        }
         if self.cuda:  # vLLM's memory (cumem) is outside PyTorch's allocator: also the device's view
             summary["peak_gpu_memory_gib"] = max((r.get("peak_gib", 0.0) for r in self.results.values()), default=0.0)
             free, total = torch.cuda.mem_get_info()
@@ -303,7 +380,9 @@ def choose_model(args: argparse.Namespace) -> str:
     if args.arch == "tiny":
         return "tiny (embedded)"
     if not args.config_json.is_file():
-        raise FileNotFoundError(f"--config-json {args.config_json} not found (the real Qwen3-VL-4B-Instruct config.json)")
+        raise FileNotFoundError(
+            f"--config-json {args.config_json} not found (the real Qwen3-VL-4B-Instruct config.json)"
+        )
     bb.load_backbone = functools.partial(shrunk_real_backbone, args.config_json, args.layers)
     return f"{args.config_json.name} architecture, {args.layers} layers, random init"
 
@@ -312,17 +391,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse, pick the model, run the checks, print and write the JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--arch", choices=["real", "tiny"], default=None,
-                        help="real: --config-json shrunk to --layers (default on cuda); tiny (default on cpu)")
+    parser.add_argument(
+        "--arch",
+        choices=["real", "tiny"],
+        default=None,
+        help="real: --config-json shrunk to --layers (default on cuda); tiny (default on cpu)",
+    )
     parser.add_argument("--backbone", default=None, help="real weights: a Qwen3-VL hub id or local folder")
     parser.add_argument("--config-json", type=Path, default=REFERENCE, help="Qwen3-VL config.json (--arch real)")
     parser.add_argument("--layers", type=int, default=4, help="text layers = vision blocks (--arch real)")
     parser.add_argument("--teach-steps", type=int, default=30)
-    parser.add_argument("--teach-lr", type=float, default=None,
-                        help="lr of the template-teaching SFT (default 2e-3 random init, 2e-5 real weights)")
+    parser.add_argument(
+        "--teach-lr",
+        type=float,
+        default=None,
+        help="lr of the template-teaching SFT (default 2e-3 random init, 2e-5 real weights)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=24)
-    parser.add_argument("--temperature", type=float, default=0.2,
-                        help="rollout temperature of both engines (low: the briefly taught model keeps the format)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.2,
+        help="rollout temperature of both engines (low: the briefly taught model keeps the format)",
+    )
     parser.add_argument("--vllm-memory", type=float, default=0.2, help="vLLM gpu_memory_utilization")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON summary here")
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ def requires(root: Path) -> dict[str, str]:
             name = value.split(";")[0].strip()
             base = name.split("<")[0].split(">")[0].split("=")[0].split("!")[0].strip()
             if base in PINNED:
-                out[base] = name[len(base):].strip()
+                out[base] = name[len(base) :].strip()
     return out
 
 
@@ -54,8 +54,10 @@ def params(root: Path, path: str, name: str, method: str) -> dict[str, Any]:
     """Parameter names of ``name.method`` (``self`` left out) and whether it takes ``**kwargs``."""
     fn = next(s for s in _class(root, path, name).body if isinstance(s, ast.FunctionDef) and s.name == method)
     a = fn.args
-    return {"params": [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg != "self"],
-            "var_kwargs": a.kwarg is not None}
+    return {
+        "params": [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg != "self"],
+        "var_kwargs": a.kwarg is not None,
+    }
 
 
 def snapshot(root: Path) -> dict[str, Any]:

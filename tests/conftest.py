@@ -50,19 +50,33 @@ def real_videos_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "videos"
 
 
-def clip(i: int, size: int = 32, frames: int = 4, motion_frames: int = MOTION_FRAMES,
-         scale: float = 1.0) -> Clip:
+def clip(i: int, size: int = 32, frames: int = 4, motion_frames: int = MOTION_FRAMES, scale: float = 1.0) -> Clip:
     """A decoded-clip stand-in: seeded random uint8 frames (``i`` = seed and name)."""
     g = torch.Generator().manual_seed(i)
     pixels = (torch.rand(frames, 3, size, size, generator=g) * 255 * scale).to(torch.uint8)
     motion = (torch.rand(motion_frames, 3, 32, 32, generator=g) * 255 * scale).to(torch.uint8)
-    return Clip(path=f"clip{i}.mp4", key=f"key{i}", frames=pixels, motion=motion, fps=16.0,
-                frame_count=32, duration=2.0, width=size, height=size, rotation=0, padded=False,
-                backend="test")
+    return Clip(
+        path=f"clip{i}.mp4",
+        key=f"key{i}",
+        frames=pixels,
+        motion=motion,
+        fps=16.0,
+        frame_count=32,
+        duration=2.0,
+        width=size,
+        height=size,
+        rotation=0,
+        padded=False,
+        backend="test",
+    )
 
 
-def pair_batch(pairs: Sequence[tuple[int, int]], margins: Sequence[float] | None = None,
-               rationales: Sequence[str] | None = None, **clip_kwargs: object) -> PairBatch:
+def pair_batch(
+    pairs: Sequence[tuple[int, int]],
+    margins: Sequence[float] | None = None,
+    rationales: Sequence[str] | None = None,
+    **clip_kwargs: object,
+) -> PairBatch:
     """A ``PairBatch`` of ``clip(i)`` vs ``clip(j)``; margins default to ``0.1 * (i - j)``."""
     margin = [0.1 * (i - j) for i, j in pairs] if margins is None else list(margins)
     return PairBatch(
@@ -71,18 +85,22 @@ def pair_batch(pairs: Sequence[tuple[int, int]], margins: Sequence[float] | None
         margin=torch.tensor(margin, dtype=torch.float32),
         rationale=None if rationales is None else list(rationales),
         benchmark=["syn"] * len(pairs),
-        index_a=torch.tensor([i for i, _ in pairs]), index_b=torch.tensor([j for _, j in pairs]))
+        index_a=torch.tensor([i for i, _ in pairs]),
+        index_b=torch.tensor([j for _, j in pairs]),
+    )
 
 
-def video_batch(indices: Sequence[int | None], mos: Sequence[float] | None = None,
-                **clip_kwargs: object) -> VideoBatch:
+def video_batch(indices: Sequence[int | None], mos: Sequence[float] | None = None, **clip_kwargs: object) -> VideoBatch:
     """A ``VideoBatch``; ``None`` entries are undecodable videos (``clip=None`` with a reason)."""
     values = [float("nan")] * len(indices) if mos is None else list(mos)
     return VideoBatch(
         clips=[None if i is None else clip(i, **clip_kwargs) for i in indices],  # type: ignore[arg-type]
-        index=torch.arange(len(indices)), benchmark=["syn"] * len(indices),
-        name=[f"clip{i}.mp4" for i in indices], mos=torch.tensor(values, dtype=torch.float32),
-        error=["could not be decoded" if i is None else None for i in indices])
+        index=torch.arange(len(indices)),
+        benchmark=["syn"] * len(indices),
+        name=[f"clip{i}.mp4" for i in indices],
+        mos=torch.tensor(values, dtype=torch.float32),
+        error=["could not be decoded" if i is None else None for i in indices],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +152,8 @@ def fake_deepspeed(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, torch
         calls: list[Path] = []
         module = types.ModuleType("deepspeed.utils.zero_to_fp32")
         module.get_fp32_state_dict_from_zero_checkpoint = (  # type: ignore[attr-defined]
-            lambda folder, tag=None: calls.append(Path(folder)) or dict(fp32_state))
+            lambda folder, tag=None: calls.append(Path(folder)) or dict(fp32_state)
+        )
         module.get_optim_files = lambda d: sorted(Path(d).glob("*optim_states.pt"))  # type: ignore[attr-defined]
         module.get_model_state_file = lambda d, stage: Path(d) / "mp_rank_00_model_states.pt"  # type: ignore[attr-defined]
         for name in ("deepspeed", "deepspeed.utils"):

@@ -21,19 +21,45 @@ def _results(path: Path, srcc: dict[tuple[str, str], float]) -> Path:
         writer.writeheader()
         for (bench, agg), value in srcc.items():
             group = "in_domain" if bench == "syn_test" else "out_of_domain"
-            writer.writerow({"stage": "test", "benchmark": bench, "group": group, "aggregator": agg,
-                             "srcc": value, "plcc": value / 2, "n_pairs": 200, "n_forced": 3})
+            writer.writerow(
+                {
+                    "stage": "test",
+                    "benchmark": bench,
+                    "group": group,
+                    "aggregator": agg,
+                    "srcc": value,
+                    "plcc": value / 2,
+                    "n_pairs": 200,
+                    "n_forced": 3,
+                }
+            )
     return path
 
 
 def test_summary_puts_both_checkpoints_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    sft = _results(tmp_path / "sft.csv", {("syn_test", "lsq"): 0.4, ("syn_test", "elo"): 0.3,
-                                         ("syn_ood_content", "lsq"): 0.2, ("syn_ood_distortion", "lsq"): 0.0})
-    grpo = _results(tmp_path / "grpo.csv", {("syn_test", "lsq"): 0.5, ("syn_test", "elo"): float("nan"),
-                                           ("syn_ood_content", "lsq"): 0.3, ("syn_ood_distortion", "lsq"): 0.1})
+    sft = _results(
+        tmp_path / "sft.csv",
+        {
+            ("syn_test", "lsq"): 0.4,
+            ("syn_test", "elo"): 0.3,
+            ("syn_ood_content", "lsq"): 0.2,
+            ("syn_ood_distortion", "lsq"): 0.0,
+        },
+    )
+    grpo = _results(
+        tmp_path / "grpo.csv",
+        {
+            ("syn_test", "lsq"): 0.5,
+            ("syn_test", "elo"): float("nan"),
+            ("syn_ood_content", "lsq"): 0.3,
+            ("syn_ood_distortion", "lsq"): 0.1,
+        },
+    )
     out = tmp_path / "demo.json"
-    assert demo_summary.main(["--sft", str(sft), "--mcgrpo", str(grpo), "--times", "sft=10", "test=5",
-                              "--out", str(out)]) == 0
+    assert (
+        demo_summary.main(["--sft", str(sft), "--mcgrpo", str(grpo), "--times", "sft=10", "test=5", "--out", str(out)])
+        == 0
+    )
     record = json.loads(out.read_text())
     assert record["stage_seconds"] == {"sft": 10.0, "test": 5.0} and record["total_seconds"] == 15.0
     lsq = {k: v["averages"]["lsq"] for k, v in record["checkpoints"].items()}

@@ -27,8 +27,13 @@ REFERENCE = REPO.parent / "shared" / "reference" / "qwen3-vl-4b-instruct.config.
 
 def test_smoke_script_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
-    proc = subprocess.run([sys.executable, "scripts/gpu_smoke.py", "--device", "cpu", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "scripts/gpu_smoke.py", "--device", "cpu", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
     checks = summary["checks"]
@@ -46,8 +51,9 @@ def test_real_architecture_model_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     """The script's CUDA model (``--arch real``) through the ``load_backbone`` seam, on the CPU: the
     real config's vocabulary size, special-token layout and interleaved M-RoPE, widths shrunk."""
     raw = json.loads(REFERENCE.read_text())
-    raw["text_config"].update(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                              head_dim=16)
+    raw["text_config"].update(
+        hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=16
+    )
     raw["text_config"]["rope_scaling"]["mrope_section"] = [2, 3, 3]
     raw["vision_config"].update(hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
     config = tmp_path / "config.json"

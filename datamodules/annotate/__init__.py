@@ -30,6 +30,18 @@ from datamodules.annotate.prompt import load_template
 from datamodules.annotate.records import read_records, summarize
 from datamodules.annotate.verify import verdict_agrees, verify_reply
 
-__all__ = ["DESCRIPTOR_RULES", "DRAW_THRESHOLD", "margin_descriptor", "margin_sentence",
-           "verdict_sentence", "PairRow", "read_pairs", "write_pairs", "load_template",
-           "read_records", "summarize", "verdict_agrees", "verify_reply"]
+__all__ = [
+    "DESCRIPTOR_RULES",
+    "DRAW_THRESHOLD",
+    "margin_descriptor",
+    "margin_sentence",
+    "verdict_sentence",
+    "PairRow",
+    "read_pairs",
+    "write_pairs",
+    "load_template",
+    "read_records",
+    "summarize",
+    "verdict_agrees",
+    "verify_reply",
+]

@@ -72,13 +72,15 @@ def _reply(payload: Any, url: str, requests: int) -> Reply:
     try:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise RequestError("malformed_response", f"{url}: no choices[0].message.content in "
-                           f"{str(payload)[:300]}", requests) from None
+        raise RequestError(
+            "malformed_response", f"{url}: no choices[0].message.content in {str(payload)[:300]}", requests
+        ) from None
     if isinstance(content, list):  # some servers answer with content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     usage = payload.get("usage") or {}
-    return Reply(str(content or ""), int(usage.get("prompt_tokens") or 0),
-                 int(usage.get("completion_tokens") or 0), requests)
+    return Reply(
+        str(content or ""), int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), requests
+    )
 
 
 @dataclass
@@ -133,8 +135,9 @@ class ChatClient:
         Raises:
             RequestError: a non-retryable answer, retries used up, or :attr:`stop` set.
         """
-        body = json.dumps({"model": self.model, "messages": messages,
-                           "temperature": self.temperature, "max_tokens": self.max_tokens}).encode()
+        body = json.dumps(
+            {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        ).encode()
         attempt = 0
         while True:
             retry_after = None
@@ -147,8 +150,7 @@ class ChatClient:
                     raise RequestError(kind, message, attempt + 1) from None
                 retry_after = retry_after_seconds(err.headers.get("Retry-After"))
             except json.JSONDecodeError as err:
-                raise RequestError("malformed_response", f"{self.url}: reply is not JSON: {err}",
-                                   attempt + 1) from None
+                raise RequestError("malformed_response", f"{self.url}: reply is not JSON: {err}", attempt + 1) from None
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as err:
                 reason = getattr(err, "reason", err)
                 kind = "timeout" if isinstance(reason, TimeoutError) else "connection"

@@ -14,8 +14,16 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DRAW_THRESHOLD", "DESCRIPTOR_RULES", "ACR_LEVELS", "margin_descriptor",
-           "margin_sentence", "verdict_sentence", "quality_level", "quality_levels"]
+__all__ = [
+    "DRAW_THRESHOLD",
+    "DESCRIPTOR_RULES",
+    "ACR_LEVELS",
+    "margin_descriptor",
+    "margin_sentence",
+    "verdict_sentence",
+    "quality_level",
+    "quality_levels",
+]
 
 #: ``|margin|`` below this (on the [1, 5] scale) is a draw (paper, Appendix B).
 DRAW_THRESHOLD = 0.2

@@ -36,11 +36,11 @@ def _jpeg_base64(frame: Any, quality: int) -> str:
 
 def _frame_parts(path: Path, num_frames: int, frame_size: int | None, quality: int) -> list[dict]:
     # motion_frames=alpha=1: the motion clip is not needed here, one frame is the least to decode
-    clip = load_clip(path, num_frames=num_frames, motion_frames=1, alpha=1, size=frame_size,
-                     motion_size=32)
-    return [{"type": "image_url",
-             "image_url": {"url": "data:image/jpeg;base64," + _jpeg_base64(frame, quality)}}
-            for frame in clip.frames]  # (T, 3, H, W)
+    clip = load_clip(path, num_frames=num_frames, motion_frames=1, alpha=1, size=frame_size, motion_size=32)
+    return [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + _jpeg_base64(frame, quality)}}
+        for frame in clip.frames
+    ]  # (T, 3, H, W)
 
 
 def _video_url_part(path: Path) -> dict[str, Any]:
@@ -51,8 +51,9 @@ def _video_url_part(path: Path) -> dict[str, Any]:
     return {"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}}
 
 
-def video_parts(path: str | Path, mode: InputMode = "frames", num_frames: int = 8,
-                frame_size: int | None = 448, quality: int = 95) -> list[dict[str, Any]]:
+def video_parts(
+    path: str | Path, mode: InputMode = "frames", num_frames: int = 8, frame_size: int | None = 448, quality: int = 95
+) -> list[dict[str, Any]]:
     """Chat content parts that show one video.
 
     Args:

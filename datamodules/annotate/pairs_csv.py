@@ -46,8 +46,7 @@ def write_pairs(path: str | Path, pairs: Sequence[PairRow]) -> None:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for p in pairs:
-            writer.writerow([p.video_a, p.video_b, repr(p.mos_a), repr(p.mos_b), repr(p.margin),
-                             p.benchmark])
+            writer.writerow([p.video_a, p.video_b, repr(p.mos_a), repr(p.mos_b), repr(p.margin), p.benchmark])
 
 
 def _row(path: Path, line: int, rec: dict[str, str]) -> PairRow:
@@ -59,8 +58,9 @@ def _row(path: Path, line: int, rec: dict[str, str]) -> PairRow:
         raise ValueError(f"{where}: {err}") from None
     for name, value in (("mos_a", mos_a), ("mos_b", mos_b)):
         if not (math.isfinite(value) and 1.0 <= value <= 5.0):
-            raise ValueError(f"{where}: {name} = {value} is not a MOS on [1, 5] (map it first, "
-                             "e.g. with `annotate pairs`)")
+            raise ValueError(
+                f"{where}: {name} = {value} is not a MOS on [1, 5] (map it first, e.g. with `annotate pairs`)"
+            )
     if abs(margin - (mos_a - mos_b)) > _MARGIN_TOL:
         raise ValueError(f"{where}: margin {margin} is not mos_a - mos_b = {mos_a - mos_b}")
     if not rec["video_a"] or rec["video_a"] == rec["video_b"]:
@@ -83,13 +83,11 @@ def read_pairs(path: str | Path) -> list[PairRow]:
         reader = csv.DictReader(fh)
         missing = set(COLUMNS[:4]) - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)} "
-                             f"(header: {reader.fieldnames})")
+            raise ValueError(f"{path}: missing columns {sorted(missing)} (header: {reader.fieldnames})")
         for line, rec in enumerate(reader, start=2):
             row = _row(path, line, rec)
             if row.key in first:
-                raise ValueError(f"{path}, row {line}: pair {row.key} already on row "
-                                 f"{first[row.key]}")
+                raise ValueError(f"{path}, row {line}: pair {row.key} already on row {first[row.key]}")
             first[row.key] = line
             rows.append(row)
     return rows

@@ -20,8 +20,7 @@ from typing import Any, Literal
 from datamodules.annotate.descriptors import margin_sentence, quality_levels, verdict_sentence
 from datamodules.annotate.verify import TARGET_WORDS
 
-__all__ = ["DEFAULT_TEMPLATE", "INPUTS", "InputMode", "PromptTemplate", "load_template",
-           "build_messages"]
+__all__ = ["DEFAULT_TEMPLATE", "INPUTS", "InputMode", "PromptTemplate", "load_template", "build_messages"]
 
 InputMode = Literal["frames", "video_url"]
 #: How videos are shown to the annotator (:mod:`datamodules.annotate.media`); each has a note.
@@ -61,8 +60,7 @@ class PromptTemplate:
     notes: tuple[tuple[str, str], ...]
     path: str
 
-    def render(self, mos_a: float, mos_b: float, mode: InputMode = "frames",
-               num_frames: int = 8) -> str:
+    def render(self, mos_a: float, mos_b: float, mode: InputMode = "frames", num_frames: int = 8) -> str:
         """The user prompt of a pair (MOS on [1, 5]; only words reach the text).
 
         Raises:
@@ -73,19 +71,25 @@ class PromptTemplate:
             raise ValueError(f"unknown input mode {mode!r}; allowed: {sorted(notes)}")
         margin = mos_a - mos_b
         level_a, level_b = quality_levels(mos_a, mos_b)
-        return self.user.format(video_note=notes[mode].format(num_frames=num_frames),
-                                level_a=level_a, level_b=level_b,
-                                comparison=margin_sentence(margin),
-                                verdict=verdict_sentence(margin),
-                                min_words=TARGET_WORDS[0], max_words=TARGET_WORDS[1])
+        return self.user.format(
+            video_note=notes[mode].format(num_frames=num_frames),
+            level_a=level_a,
+            level_b=level_b,
+            comparison=margin_sentence(margin),
+            verdict=verdict_sentence(margin),
+            min_words=TARGET_WORDS[0],
+            max_words=TARGET_WORDS[1],
+        )
 
 
 def _check_fields(path: Path, name: str, text: str) -> None:
     used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
     unknown, missing = used - _FIELDS[name], _REQUIRED.get(name, set()) - used
     if unknown or missing:
-        raise ValueError(f"{path}: section {name!r}: unknown placeholders {sorted(unknown)}, "
-                         f"missing {sorted(missing)}; allowed: {sorted(_FIELDS[name])}")
+        raise ValueError(
+            f"{path}: section {name!r}: unknown placeholders {sorted(unknown)}, "
+            f"missing {sorted(missing)}; allowed: {sorted(_FIELDS[name])}"
+        )
 
 
 @lru_cache(maxsize=8)
@@ -106,19 +110,33 @@ def load_template(path: str | Path = DEFAULT_TEMPLATE) -> PromptTemplate:
     unknown = set(sections) - set(_FIELDS)
     missing = set(_FIELDS) - {"system"} - set(sections)
     if unknown or missing:
-        raise ValueError(f"{path}: unknown sections {sorted(unknown)}, missing {sorted(missing)}; "
-                         f"sections are {sorted(_FIELDS)}")
+        raise ValueError(
+            f"{path}: unknown sections {sorted(unknown)}, missing {sorted(missing)}; sections are {sorted(_FIELDS)}"
+        )
     for name, text in sections.items():
         _check_fields(path, name, text)
     notes = tuple((mode, sections[f"note_{mode}"]) for mode in INPUTS)
-    return PromptTemplate(version.group(1), hashlib.sha256(raw.encode()).hexdigest()[:12],
-                          sections.get("system", ""), sections["user"], sections["retry"], notes,
-                          str(path))
+    return PromptTemplate(
+        version.group(1),
+        hashlib.sha256(raw.encode()).hexdigest()[:12],
+        sections.get("system", ""),
+        sections["user"],
+        sections["retry"],
+        notes,
+        str(path),
+    )
 
 
-def build_messages(template: PromptTemplate, mos_a: float, mos_b: float, parts_a: list[dict],
-                   parts_b: list[dict], mode: InputMode = "frames", num_frames: int = 8,
-                   rejection: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+def build_messages(
+    template: PromptTemplate,
+    mos_a: float,
+    mos_b: float,
+    parts_a: list[dict],
+    parts_b: list[dict],
+    mode: InputMode = "frames",
+    num_frames: int = 8,
+    rejection: tuple[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """The chat messages of one request: videos A then B, the prompt, the rejection if retrying.
 
     Args:
@@ -131,10 +149,14 @@ def build_messages(template: PromptTemplate, mos_a: float, mos_b: float, parts_a
         num_frames: frames per video in ``frames`` mode (named in the note).
         rejection: ``(reason, detail)`` of the previous reply when this is a retry.
     """
-    content = [{"type": "text", "text": "Video A:"}, *parts_a, {"type": "text", "text": "Video B:"},
-               *parts_b, {"type": "text", "text": template.render(mos_a, mos_b, mode, num_frames)}]
+    content = [
+        {"type": "text", "text": "Video A:"},
+        *parts_a,
+        {"type": "text", "text": "Video B:"},
+        *parts_b,
+        {"type": "text", "text": template.render(mos_a, mos_b, mode, num_frames)},
+    ]
     if rejection is not None:
-        content.append({"type": "text", "text": template.retry.format(reason=rejection[0],
-                                                                      detail=rejection[1])})
+        content.append({"type": "text", "text": template.retry.format(reason=rejection[0], detail=rejection[1])})
     messages = [{"role": "system", "content": template.system}] if template.system else []
     return [*messages, {"role": "user", "content": content}]

@@ -48,8 +48,9 @@ def _parse(line: str) -> dict[str, Any]:
         raise ValueError("not a JSON object")
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
-        raise ValueError(f"missing keys {missing} (a datamodules.annotate record has "
-                         f"{list(_REQUIRED)}, 'rationale', ...)")
+        raise ValueError(
+            f"missing keys {missing} (a datamodules.annotate record has {list(_REQUIRED)}, 'rationale', ...)"
+        )
     if rec["status"] not in STATUSES:
         raise ValueError(f"status {rec['status']!r} is not one of {list(STATUSES)}")
     if rec["status"] == "accepted" and not str(rec.get("rationale") or "").strip():
@@ -165,10 +166,12 @@ class Summary:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
             return f"{sum(counts.values())}" + (f" ({parts})" if parts else "")
 
-        return (f"{self.total} pairs: accepted {self.accepted}, rejected "
-                f"{by_reason(self.rejected)}, failed {by_reason(self.failed)}, pending "
-                f"{self.pending}; {self.requests} requests, {self.prompt_tokens} prompt + "
-                f"{self.completion_tokens} completion tokens")
+        return (
+            f"{self.total} pairs: accepted {self.accepted}, rejected "
+            f"{by_reason(self.rejected)}, failed {by_reason(self.failed)}, pending "
+            f"{self.pending}; {self.requests} requests, {self.prompt_tokens} prompt + "
+            f"{self.completion_tokens} completion tokens"
+        )
 
 
 def summarize(records: dict[Key, dict[str, Any]], keys: Iterable[Key] | None = None) -> Summary:

@@ -58,71 +58,96 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.concurrency < 1 or self.num_frames < 1:
-            raise ValueError(f"attempts, concurrency and num_frames must be >= 1, got "
-                             f"{self.attempts}, {self.concurrency}, {self.num_frames}")
+            raise ValueError(
+                f"attempts, concurrency and num_frames must be >= 1, got "
+                f"{self.attempts}, {self.concurrency}, {self.num_frames}"
+            )
 
 
-def _record(pair: PairRow, client: ChatClient, template: PromptTemplate, settings: RunSettings,
-            **fields: Any) -> dict[str, Any]:
+def _record(
+    pair: PairRow, client: ChatClient, template: PromptTemplate, settings: RunSettings, **fields: Any
+) -> dict[str, Any]:
     """A JSONL record (schema: :mod:`datamodules.annotate.records`) with ``fields`` filled in."""
-    rec = {"video_a": pair.video_a, "video_b": pair.video_b, "mos_a": pair.mos_a,
-           "mos_b": pair.mos_b, "margin": pair.margin, "benchmark": pair.benchmark,
-           "status": None, "reason": None, "detail": "", "rationale": "", "attempts": 0,
-           "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "model": client.model,
-           "template": template.version, "template_sha": template.sha, "input": settings.input,
-           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    rec = {
+        "video_a": pair.video_a,
+        "video_b": pair.video_b,
+        "mos_a": pair.mos_a,
+        "mos_b": pair.mos_b,
+        "margin": pair.margin,
+        "benchmark": pair.benchmark,
+        "status": None,
+        "reason": None,
+        "detail": "",
+        "rationale": "",
+        "attempts": 0,
+        "requests": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "model": client.model,
+        "template": template.version,
+        "template_sha": template.sha,
+        "input": settings.input,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     rec.update(fields)
     return rec
 
 
-def annotate_one(pair: PairRow, client: ChatClient, template: PromptTemplate,
-                 settings: RunSettings) -> dict[str, Any]:
+def annotate_one(pair: PairRow, client: ChatClient, template: PromptTemplate, settings: RunSettings) -> dict[str, Any]:
     """Annotate one pair; its record is accepted, rejected (with reason) or failed (error)."""
     root = Path(settings.video_root) if settings.video_root else None
     try:
-        parts = [video_parts(root / name if root else name, settings.input, settings.num_frames,
-                             settings.frame_size) for name in pair.key]
+        parts = [
+            video_parts(root / name if root else name, settings.input, settings.num_frames, settings.frame_size)
+            for name in pair.key
+        ]
     except VideoDecodeError as err:
-        return _record(pair, client, template, settings, status="failed", reason="video",
-                       detail=str(err))
+        return _record(pair, client, template, settings, status="failed", reason="video", detail=str(err))
     usage = {"attempts": 0, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
     check = None
     for _ in range(settings.attempts):
         rejection = None if check is None else (str(check.reason), check.detail)
-        messages = build_messages(template, pair.mos_a, pair.mos_b, parts[0], parts[1],
-                                  settings.input, settings.num_frames, rejection)
+        messages = build_messages(
+            template, pair.mos_a, pair.mos_b, parts[0], parts[1], settings.input, settings.num_frames, rejection
+        )
         try:
             reply = client.complete(messages)
         except RequestError as err:
             usage["requests"] += err.requests
-            return _record(pair, client, template, settings, status="failed", reason=err.kind,
-                           detail=str(err), **usage)
+            return _record(pair, client, template, settings, status="failed", reason=err.kind, detail=str(err), **usage)
         usage["attempts"] += 1
         usage["requests"] += reply.requests
         usage["prompt_tokens"] += reply.prompt_tokens
         usage["completion_tokens"] += reply.completion_tokens
         check = verify_reply(reply.text, pair.margin)
         if check.ok:
-            return _record(pair, client, template, settings, status="accepted",
-                           rationale=check.rationale, **usage)
+            return _record(pair, client, template, settings, status="accepted", rationale=check.rationale, **usage)
     assert check is not None  # RunSettings guarantees attempts >= 1
-    return _record(pair, client, template, settings, status="rejected", reason=check.reason,
-                   detail=check.detail, rationale=check.rationale, **usage)
+    return _record(
+        pair,
+        client,
+        template,
+        settings,
+        status="rejected",
+        reason=check.reason,
+        detail=check.detail,
+        rationale=check.rationale,
+        **usage,
+    )
 
 
-def _annotate_safely(pair: PairRow, client: ChatClient, template: PromptTemplate,
-                     settings: RunSettings) -> dict[str, Any]:
+def _annotate_safely(
+    pair: PairRow, client: ChatClient, template: PromptTemplate, settings: RunSettings
+) -> dict[str, Any]:
     """:func:`annotate_one`; an unexpected error becomes a ``failed`` record of reason ``error``."""
     try:
         return annotate_one(pair, client, template, settings)
     except Exception as err:  # one bad pair must not end an 18k-pair job
         log.exception("pair %s: unexpected error", pair.key)
-        return _record(pair, client, template, settings, status="failed", reason="error",
-                       detail=repr(err))
+        return _record(pair, client, template, settings, status="failed", reason="error", detail=repr(err))
 
 
-def _worker(jobs: queue.Queue, results: queue.Queue, work: Callable[[PairRow], dict],
-            stop: threading.Event) -> None:
+def _worker(jobs: queue.Queue, results: queue.Queue, work: Callable[[PairRow], dict], stop: threading.Event) -> None:
     """Take pairs until none is left (or ``stop`` is set) and put their records."""
     while not stop.is_set():
         try:
@@ -133,13 +158,17 @@ def _worker(jobs: queue.Queue, results: queue.Queue, work: Callable[[PairRow], d
 
 
 def _pending(pairs: Sequence[PairRow], done: dict, retry_failed: bool) -> list[PairRow]:
-    return [p for p in pairs if p.key not in done
-            or (retry_failed and done[p.key]["status"] == "failed")]
+    return [p for p in pairs if p.key not in done or (retry_failed and done[p.key]["status"] == "failed")]
 
 
-def annotate_pairs(pairs: Sequence[PairRow], out: str | Path, client: ChatClient,
-                   template: PromptTemplate, settings: RunSettings,
-                   progress: bool = True) -> tuple[Summary, Summary]:
+def annotate_pairs(
+    pairs: Sequence[PairRow],
+    out: str | Path,
+    client: ChatClient,
+    template: PromptTemplate,
+    settings: RunSettings,
+    progress: bool = True,
+) -> tuple[Summary, Summary]:
     """Annotate the pairs of ``pairs`` not yet accounted for in ``out``.
 
     Returns:
@@ -157,11 +186,12 @@ def annotate_pairs(pairs: Sequence[PairRow], out: str | Path, client: ChatClient
         jobs.put(pair)
     work = lambda pair: _annotate_safely(pair, client, template, settings)  # noqa: E731
     for _ in range(min(settings.concurrency, len(todo))):
-        threading.Thread(target=_worker, args=(jobs, results, work, client.stop),
-                         daemon=True).start()
+        threading.Thread(target=_worker, args=(jobs, results, work, client.stop), daemon=True).start()
     run = Summary(total=len(todo), pending=len(todo))
-    with RecordWriter(out) as sink, tqdm(total=len(todo), unit="pair", disable=not progress,
-                                         desc="annotate", dynamic_ncols=True) as bar:
+    with (
+        RecordWriter(out) as sink,
+        tqdm(total=len(todo), unit="pair", disable=not progress, desc="annotate", dynamic_ncols=True) as bar,
+    ):
         try:
             for _ in range(len(todo)):
                 rec = results.get()  # Ctrl-C interrupts this wait
@@ -169,9 +199,13 @@ def annotate_pairs(pairs: Sequence[PairRow], out: str | Path, client: ChatClient
                 run.add(rec)
                 run.pending -= 1
                 bar.update(1)
-                bar.set_postfix(ok=run.accepted, rejected=sum(run.rejected.values()),
-                                failed=sum(run.failed.values()), tokens=run.prompt_tokens
-                                + run.completion_tokens, refresh=False)
+                bar.set_postfix(
+                    ok=run.accepted,
+                    rejected=sum(run.rejected.values()),
+                    failed=sum(run.failed.values()),
+                    tokens=run.prompt_tokens + run.completion_tokens,
+                    refresh=False,
+                )
         except KeyboardInterrupt:
             client.stop.set()  # waiting workers give up; in-flight requests are dropped
             raise

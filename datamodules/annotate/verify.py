@@ -24,42 +24,77 @@ from dataclasses import dataclass
 
 from datamodules.annotate.descriptors import margin_descriptor, verdict_sentence
 
-__all__ = ["TARGET_WORDS", "WORD_BOUNDS", "REASONS", "Check", "clean_reply", "parse_verdict",
-           "find_leak", "verify_reply", "verdict_agrees"]
+__all__ = [
+    "TARGET_WORDS",
+    "WORD_BOUNDS",
+    "REASONS",
+    "Check",
+    "clean_reply",
+    "parse_verdict",
+    "find_leak",
+    "verify_reply",
+    "verdict_agrees",
+]
 
 TARGET_WORDS = (60, 150)  # asked for in the prompt
 WORD_BOUNDS = (40, 220)  # accepted
-REASONS = ("empty", "too_short", "too_long", "no_verdict", "wrong_direction", "wrong_degree",
-           "score_leak", "mentions_reference")
+REASONS = (
+    "empty",
+    "too_short",
+    "too_long",
+    "no_verdict",
+    "wrong_direction",
+    "wrong_degree",
+    "score_leak",
+    "mentions_reference",
+)
 
 _DEGREES = r"slightly|clearly|substantially"
 _TAGS = r"</?(?:think|answer|reg)>"
 _VERDICT = re.compile(
     rf"Overall,\s+(?:Video\s+(?P<win>[AB])\s+is\s+(?P<deg>{_DEGREES})\s+better\s+than\s+"
     rf"Video\s+(?P<lose>[AB])|(?P<draw>Video\s+A\s+and\s+Video\s+B\s+are\s+about\s+the\s+same))"
-    r"\s*[.!]?\s*$", re.IGNORECASE)
+    r"\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
 _NEGATION = re.compile(r"\b(not|no|never|hardly|barely)\b|n't\b", re.IGNORECASE)
 _CLAIM = re.compile(
     r"\bVideo\s+(?P<x>[AB])\s+(?:is|looks|appears|seems)\s+(?P<mid>(?:\w+\s+){0,2}?)"
     r"(?:(?P<up>better|superior|preferable|(?:of\s+)?(?:higher|better)[- ]quality)|"
     r"(?P<down>worse|inferior|(?:of\s+)?(?:lower|worse)[- ]quality))"
-    r"(?:\s+overall)?\s+(?:than|to)\s+Video\s+(?P<y>[AB])\b", re.IGNORECASE)
+    r"(?:\s+overall)?\s+(?:than|to)\s+Video\s+(?P<y>[AB])\b",
+    re.IGNORECASE,
+)
 _QUALITY_WORDS = r"quality|score|scores|rating|grade|level|stars?|points?"
 _LEAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a decimal number", re.compile(r"\d+[.,]\d+")),
     ("a fraction", re.compile(r"\b\d+\s*/\s*\d+\b|\b\d+\s+out\s+of\s+\d+\b", re.IGNORECASE)),
     ("a percentage", re.compile(r"\d+\s*(?:%|percent\b|per\s+cent\b)", re.IGNORECASE)),
-    ("score vocabulary", re.compile(r"\b(?:MOS|mean\s+opinion|opinion\s+scores?|scores?|scored|"
-                                    r"scoring|ratings?|rated|graded)\b", re.IGNORECASE)),
-    ("a number attached to a quality word", re.compile(
-        rf"\b\d+(?:\s*-\s*|\s+)(?:\w+\s+)?(?:{_QUALITY_WORDS})\b|"
-        rf"\b(?:{_QUALITY_WORDS})(?:\s+\w+)?\s+(?:of\s+)?\d+\b", re.IGNORECASE)),
+    (
+        "score vocabulary",
+        re.compile(
+            r"\b(?:MOS|mean\s+opinion|opinion\s+scores?|scores?|scored|"
+            r"scoring|ratings?|rated|graded)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "a number attached to a quality word",
+        re.compile(
+            rf"\b\d+(?:\s*-\s*|\s+)(?:\w+\s+)?(?:{_QUALITY_WORDS})\b|"
+            rf"\b(?:{_QUALITY_WORDS})(?:\s+\w+)?\s+(?:of\s+)?\d+\b",
+            re.IGNORECASE,
+        ),
+    ),
 )
 # "labels" / "viewers" are left out on purpose: on-screen text labels and what viewers would notice
 # are legitimate evidence.
-_REFERENCE = re.compile(r"\b(?:reference\s+(?:information|info|judge?ment)|hidden\s+reference|"
-                        r"ground[- ]truth|(?:was|were|been)\s+(?:told|provided)|"
-                        r"human\s+(?:raters|ratings|judge?ments?))\b", re.IGNORECASE)
+_REFERENCE = re.compile(
+    r"\b(?:reference\s+(?:information|info|judge?ment)|hidden\s+reference|"
+    r"ground[- ]truth|(?:was|were|been)\s+(?:told|provided)|"
+    r"human\s+(?:raters|ratings|judge?ments?))\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +165,7 @@ def _claimed_winners(text: str) -> list[tuple[str, str]]:
     for sentence in _sentences(text):
         for m in _CLAIM.finditer(sentence):
             x, y = m["x"].upper(), m["y"].upper()
-            if x == y or _NEGATION.search(m["mid"] or "") or _NEGATION.search(sentence[:m.start()]):
+            if x == y or _NEGATION.search(m["mid"] or "") or _NEGATION.search(sentence[: m.start()]):
                 continue
             out.append((x if m["up"] else y, m.group(0)))
     return out
@@ -208,12 +243,13 @@ def verify_reply(reply: str, margin: float) -> Check:
     sentences = _sentences(text)
     got, want = parse_verdict(text), _expected(margin)
     if got is None:
-        return Check(False, text, "no_verdict",
-                     f"last sentence {sentences[-1]!r} is not the verdict")
+        return Check(False, text, "no_verdict", f"last sentence {sentences[-1]!r} is not the verdict")
     problem = _body_check(" ".join(sentences[:-1]), margin)
     if problem is None and got != want:
-        problem = ("wrong_direction" if got[0] != want[0] else "wrong_degree",
-                   f"verdict {sentences[-1]!r}; the label is {verdict_sentence(margin)!r}")
+        problem = (
+            "wrong_direction" if got[0] != want[0] else "wrong_degree",
+            f"verdict {sentences[-1]!r}; the label is {verdict_sentence(margin)!r}",
+        )
     if problem is not None:
         return Check(False, text, *problem)
     return Check(True, " ".join([*sentences[:-1], verdict_sentence(margin)]))

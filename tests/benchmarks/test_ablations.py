@@ -21,8 +21,19 @@ TEST_SPLITS = [s["name"] for s in TINY["data"]["init_args"]["test_sets"]]
 
 
 def test_every_row_has_a_trained_chain_and_an_overlay() -> None:
-    assert list(ab.VARIANTS) == ["pointwise_ntp", "pointwise_head", "pairwise_ntp", "pairwise_head", "winrate",
-                                 "elo", "lsq", "sft_no_reasoning", "sft_reasoning", "grpo", "mcgrpo"]
+    assert list(ab.VARIANTS) == [
+        "pointwise_ntp",
+        "pointwise_head",
+        "pairwise_ntp",
+        "pairwise_head",
+        "winrate",
+        "elo",
+        "lsq",
+        "sft_no_reasoning",
+        "sft_reasoning",
+        "grpo",
+        "mcgrpo",
+    ]
     for _, (phase, overlay, parent) in ab.TRAIN_JOBS.items():
         assert (ab.CONF / "ablations" / f"{overlay}.yaml").is_file(), overlay
         assert parent is None if phase == "sft" else ab.TRAIN_JOBS[parent][0] == "sft"
@@ -57,8 +68,11 @@ def test_commands(tmp_path: Path) -> None:
 
 
 def _records(variant: str, values: dict[int, list[float]]) -> list[dict]:
-    return [{"variant": variant, "seed": seed, "split": split, "srcc": v, "plcc": v}
-            for seed, vals in values.items() for split, v in zip(TEST_SPLITS, vals)]
+    return [
+        {"variant": variant, "seed": seed, "split": split, "srcc": v, "plcc": v}
+        for seed, vals in values.items()
+        for split, v in zip(TEST_SPLITS, vals)
+    ]
 
 
 def test_table2_mean_std_per_split_and_per_seed_average() -> None:
@@ -70,7 +84,10 @@ def test_table2_mean_std_per_split_and_per_seed_average() -> None:
     # syn_test, Avg.(in), then the OOD splits in conf/tiny.yaml's order, Avg.(out) of per-seed averages
     ood = [sum(v) / 3 for v in ([0.6, 0.5, 0.4], [0.7, 0.3, 0.2])]
     assert cells[:2] == ["0.850 ± 0.071", "0.850 ± 0.071"]
-    assert cells[2] == "0.650 ± 0.071" and cells[-1] == f"{(ood[0] + ood[1]) / 2:.3f} ± {abs(ood[0] - ood[1]) / math.sqrt(2):.3f}"
+    assert (
+        cells[2] == "0.650 ± 0.071"
+        and cells[-1] == f"{(ood[0] + ood[1]) / 2:.3f} ± {abs(ood[0] - ood[1]) / math.sqrt(2):.3f}"
+    )
     assert "| SFT w/o Reasoning | 0.500 | 0.500 | 0.500 | 0.500 | N/A | N/A |" in text
     assert text.index("*Score recovery from comparisons*") < text.index("*Training recipe")
     assert text.count("Least-squares Recovery") == 2  # SRCC and PLCC panels
@@ -80,8 +97,9 @@ def test_quick_run_writes_records_and_resumes(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "abl"
     assert ab.main(["--quick", "--out", str(out)]) == 0
     data = json.loads((out / "ablations.json").read_text())
-    assert [(r["variant"], r["seed"], r["split"]) for r in data["records"]] == \
-        [("sft_no_reasoning", 0, s) for s in sorted(TEST_SPLITS)]
+    assert [(r["variant"], r["seed"], r["split"]) for r in data["records"]] == [
+        ("sft_no_reasoning", 0, s) for s in sorted(TEST_SPLITS)
+    ]
     for r in data["records"]:
         assert set(r) == {"variant", "seed", "split", "srcc", "plcc"}
         assert all(r[m] is None or -1.0 <= r[m] <= 1.0 for m in ("srcc", "plcc"))

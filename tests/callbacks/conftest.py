@@ -43,9 +43,20 @@ time.sleep(float(sys.argv[2]))
 def make_clip(path: str) -> Clip:
     """A real ``Clip`` with one 2x2 frame (the fake model never looks at pixels)."""
     pixels = torch.zeros(1, 3, 2, 2, dtype=torch.uint8)  # (T, 3, H, W)
-    return Clip(path=path, key=path, frames=pixels, motion=pixels.clone(), fps=25.0,
-                frame_count=1, duration=0.04, width=2, height=2, rotation=0, padded=False,
-                backend="fake")
+    return Clip(
+        path=path,
+        key=path,
+        frames=pixels,
+        motion=pixels.clone(),
+        fps=25.0,
+        frame_count=1,
+        duration=0.04,
+        width=2,
+        height=2,
+        rotation=0,
+        padded=False,
+        backend="fake",
+    )
 
 
 class FakeDataModule(LightningDataModule):
@@ -59,15 +70,26 @@ class FakeDataModule(LightningDataModule):
         mos_raw: MOS on the user's scale (anchors at predict); default: ``mos``.
     """
 
-    def __init__(self, sets: dict[str, tuple[np.ndarray, str]], decode_bad: Iterable[int] = (),
-                 encode_bad: Iterable[int] = (), late_bad: Iterable[int] = (),
-                 mos_raw: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        sets: dict[str, tuple[np.ndarray, str]],
+        decode_bad: Iterable[int] = (),
+        encode_bad: Iterable[int] = (),
+        late_bad: Iterable[int] = (),
+        mos_raw: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.tables = {
-            name: VideoTable(name, [f"{name}/v{i:03d}.mp4" for i in range(len(m))],
-                             [f"/videos/{name}/v{i:03d}.mp4" for i in range(len(m))], m,
-                             m.copy() if mos_raw is None else mos_raw, ["test"] * len(m))
-            for name, (m, _) in sets.items()}
+            name: VideoTable(
+                name,
+                [f"{name}/v{i:03d}.mp4" for i in range(len(m))],
+                [f"/videos/{name}/v{i:03d}.mp4" for i in range(len(m))],
+                m,
+                m.copy() if mos_raw is None else mos_raw,
+                ["test"] * len(m),
+            )
+            for name, (m, _) in sets.items()
+        }
         self.groups = {name: g for name, (_, g) in sets.items()}
         self.decode_bad, self.encode_bad = set(decode_bad), set(encode_bad)
         self.late_bad = set(late_bad)
@@ -95,8 +117,16 @@ class FakeDataModule(LightningDataModule):
             idx = list(range(len(t)))
             errors = [self._error(i) for i in idx]
             clips = [None if e else make_clip(t.paths[i]) for i, e in zip(idx, errors)]
-            out.append(VideoBatch(clips, torch.tensor(idx), [name] * len(idx), list(t.names),
-                                  torch.tensor(t.mos, dtype=torch.float32), errors))
+            out.append(
+                VideoBatch(
+                    clips,
+                    torch.tensor(idx),
+                    [name] * len(idx),
+                    list(t.names),
+                    torch.tensor(t.mos, dtype=torch.float32),
+                    errors,
+                )
+            )
         return out
 
     def test_dataloader(self) -> DataLoader:
@@ -113,10 +143,18 @@ class MosOracle(LightningModule):
     as forced (a third returned element); ``fail_after`` raises after that many model calls.
     """
 
-    def __init__(self, truth: dict[str, np.ndarray], bias: float = 0.0, noise: float = 0.05,
-                 fail_after: int | None = None, target: str = "pairwise",
-                 checkpoint: str = "ckpt:fake:0", max_new_tokens: int = 64,
-                 readout: str = "head", forced_every: int = 0) -> None:
+    def __init__(
+        self,
+        truth: dict[str, np.ndarray],
+        bias: float = 0.0,
+        noise: float = 0.05,
+        fail_after: int | None = None,
+        target: str = "pairwise",
+        checkpoint: str = "ckpt:fake:0",
+        max_new_tokens: int = 64,
+        readout: str = "head",
+        forced_every: int = 0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["truth"])
         self.truth, self.checkpoint_id = truth, checkpoint
@@ -128,8 +166,13 @@ class MosOracle(LightningModule):
     def comparison_identity(self) -> dict[str, Any]:
         weights = hashlib.sha256(self.layer.weight.detach().numpy().tobytes()).hexdigest()[:16]
         hp = self.hparams
-        return {"weights": weights, "max_new_tokens": hp.max_new_tokens,
-                "readout": hp.readout, "target": hp.target, "template": 1}
+        return {
+            "weights": weights,
+            "max_new_tokens": hp.max_new_tokens,
+            "readout": hp.readout,
+            "target": hp.target,
+            "template": 1,
+        }
 
     def _noise(self, a: int, b: int) -> float:
         return self.hparams.noise * math.sin(12.9898 * a + 78.233 * b)
@@ -145,8 +188,7 @@ class MosOracle(LightningModule):
         mos = self.truth[batch.benchmark[0]]
         pairs = list(zip(batch.index_a.tolist(), batch.index_b.tolist()))
         self.asked += pairs
-        margins = torch.tensor([mos[a] - mos[b] + self.hparams.bias + self._noise(a, b)
-                                for a, b in pairs])  # (B,)
+        margins = torch.tensor([mos[a] - mos[b] + self.hparams.bias + self._noise(a, b) for a, b in pairs])  # (B,)
         texts = [f"A={a} B={b} {self._tag()}" for a, b in pairs]
         k = self.hparams.forced_every
         if not k:
@@ -156,8 +198,9 @@ class MosOracle(LightningModule):
     def predict_score(self, batch: VideoBatch) -> tuple[torch.Tensor, list[str]]:
         assert isinstance(batch, VideoBatch)
         mos = self.truth[batch.benchmark[0]] if len(batch) else np.zeros(0)
-        scores = [np.nan if c is None else mos[i] + self._noise(i, 0)
-                  for c, i in zip(batch.clips, batch.index.tolist())]
+        scores = [
+            np.nan if c is None else mos[i] + self._noise(i, 0) for c, i in zip(batch.clips, batch.index.tolist())
+        ]
         return torch.tensor(scores, dtype=torch.float32), ["pointwise" for _ in batch.clips]
 
     def test_step(self, batch: VideoBatch, batch_idx: int) -> int:
@@ -183,8 +226,9 @@ def fakes() -> Any:
     """The fake classes and helpers (tests cannot import this conftest under importlib)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(DataModule=FakeDataModule, Oracle=MosOracle,
-                           NoIdentityOracle=NoIdentityOracle, mos=mos_values, N=N)
+    return SimpleNamespace(
+        DataModule=FakeDataModule, Oracle=MosOracle, NoIdentityOracle=NoIdentityOracle, mos=mos_values, N=N
+    )
 
 
 @pytest.fixture
@@ -195,15 +239,28 @@ def run_eval() -> Callable[..., ComparisonGraphEvaluation]:
     (unless ``output_dir`` is given); tests pass ``callback=`` to use a prepared callback.
     """
 
-    def run(root: Path, model: LightningModule, dm: LightningDataModule, stage: str = "test",
-            logger: Any = False, callback: ComparisonGraphEvaluation | None = None,
-            **kwargs: Any) -> ComparisonGraphEvaluation:
-        cb = callback or ComparisonGraphEvaluation(**{
-            "batch_size": 16, "progress": False, "convergence_steps": 0,
-            "output_dir": str(root / "out"), **kwargs})
-        trainer = Trainer(accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False, callbacks=[cb],
-                          default_root_dir=str(root))
+    def run(
+        root: Path,
+        model: LightningModule,
+        dm: LightningDataModule,
+        stage: str = "test",
+        logger: Any = False,
+        callback: ComparisonGraphEvaluation | None = None,
+        **kwargs: Any,
+    ) -> ComparisonGraphEvaluation:
+        cb = callback or ComparisonGraphEvaluation(
+            **{"batch_size": 16, "progress": False, "convergence_steps": 0, "output_dir": str(root / "out"), **kwargs}
+        )
+        trainer = Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=logger,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[cb],
+            default_root_dir=str(root),
+        )
         getattr(trainer, stage)(model, datamodule=dm)
         cb.trainer = trainer  # type: ignore[attr-defined]
         return cb
@@ -218,8 +275,9 @@ def hold_lock() -> Iterator[Callable[..., subprocess.Popen]]:
     procs: list[subprocess.Popen] = []
 
     def start(lock_file: Path, seconds: float = 600.0) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file), str(seconds)],
-                                cwd=REPO, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(lock_file), str(seconds)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
         procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         return proc

@@ -26,10 +26,8 @@ def _journals(root: Path) -> list[Path]:
     return sorted((root / "journals").glob("*.jsonl"))
 
 
-def test_mos_oracle_recovers_ranking_and_writes_tables(tmp_path: Path, fakes: Any,
-                                                       run_eval: Any) -> None:
-    dm = fakes.DataModule({"lsvq_test": (fakes.mos(), "in_domain"),
-                           "konvid": (fakes.mos(seed=1), "ood")})
+def test_mos_oracle_recovers_ranking_and_writes_tables(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
+    dm = fakes.DataModule({"lsvq_test": (fakes.mos(), "in_domain"), "konvid": (fakes.mos(seed=1), "ood")})
     cb = run_eval(tmp_path, fakes.Oracle(dm.truth()), dm)
     metrics = cb.trainer.callback_metrics
     assert metrics["test/lsvq_test/lsq_srcc"] > 0.95
@@ -47,14 +45,11 @@ def test_mos_oracle_recovers_ranking_and_writes_tables(tmp_path: Path, fakes: An
     t2 = (tmp_path / "out" / "table2_recovery.md").read_text()
     assert t2.index("Win-rate") < t2.index("Elo") < t2.index("Least-squares")
     assert (tmp_path / "out" / "journal_lsvq_test.jsonl").is_file()
-    assert json.loads((tmp_path / "out" / "run_info.json").read_text())["checkpoint_id"] == \
-        "ckpt:fake:0"
+    assert json.loads((tmp_path / "out" / "run_info.json").read_text())["checkpoint_id"] == "ckpt:fake:0"
 
 
-def test_bad_videos_are_listed_and_run_completes(tmp_path: Path, fakes: Any,
-                                                 run_eval: Any) -> None:
-    dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")}, decode_bad={7},
-                          encode_bad={11})
+def test_bad_videos_are_listed_and_run_completes(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
+    dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")}, decode_bad={7}, encode_bad={11})
     model = fakes.Oracle(dm.truth())
     cb = run_eval(tmp_path, model, dm)
     bad = {int(r["index"]): r["reason"] for r in _rows(tmp_path / "out" / "bad_videos.csv")}
@@ -65,8 +60,7 @@ def test_bad_videos_are_listed_and_run_completes(tmp_path: Path, fakes: Any,
     assert cb.trainer.callback_metrics["test/konvid/lsq_srcc"] > 0.95
 
 
-def test_decode_failure_inside_the_graph_is_dropped(tmp_path: Path, fakes: Any,
-                                                    run_eval: Any) -> None:
+def test_decode_failure_inside_the_graph_is_dropped(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")}, late_bad={3})
     cb = run_eval(tmp_path, fakes.Oracle(dm.truth()), dm)
     outcome = cb.outcomes["konvid"]
@@ -76,8 +70,7 @@ def test_decode_failure_inside_the_graph_is_dropped(tmp_path: Path, fakes: Any,
     assert [r["index"] for r in records if r["type"] == "bad"] == [3]  # one bad record
 
 
-def test_resume_after_kill_repeats_no_pair_and_matches_uninterrupted(
-        tmp_path: Path, fakes: Any, run_eval: Any) -> None:
+def test_resume_after_kill_repeats_no_pair_and_matches_uninterrupted(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
     first = fakes.Oracle(dm.truth(), fail_after=5)
     with pytest.raises(RuntimeError, match="simulated kill"):
@@ -92,8 +85,7 @@ def test_resume_after_kill_repeats_no_pair_and_matches_uninterrupted(
     assert len(first.asked) == 5 * 16 and not set(first.asked) & set(second.asked)
     assert len(first.asked) + len(second.asked) == 5 * fakes.N + cb.antisymmetry_pairs
     fresh = run_eval(tmp_path / "fresh", fakes.Oracle(dm.truth()), dm)
-    np.testing.assert_allclose(cb.outcomes["konvid"].scores["lsq"],
-                               fresh.outcomes["konvid"].scores["lsq"])
+    np.testing.assert_allclose(cb.outcomes["konvid"].scores["lsq"], fresh.outcomes["konvid"].scores["lsq"])
 
 
 CHANGES = [
@@ -109,7 +101,8 @@ CHANGES = [
 
 @pytest.mark.parametrize(("where", "change"), CHANGES, ids=[next(iter(c)) for _, c in CHANGES])
 def test_any_change_to_a_comparison_starts_a_new_journal(
-        tmp_path: Path, fakes: Any, run_eval: Any, where: str, change: dict[str, Any]) -> None:
+    tmp_path: Path, fakes: Any, run_eval: Any, where: str, change: dict[str, Any]
+) -> None:
     """Same checkpoint path, another setting: the old comparisons are neither reused nor shown."""
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
     run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, antisymmetry_pairs=0)
@@ -127,8 +120,9 @@ def test_any_change_to_a_comparison_starts_a_new_journal(
     assert len(model.asked) == orders * budget  # every comparison asked under the new setting
     _, records = read_journal(tmp_path / "out" / "journal_konvid.jsonl")
     tag = model._tag()
-    assert [r for r in records if r["type"] == "pair"] and \
-        all(r["rationale"].endswith(tag) for r in records if r["type"] == "pair")
+    assert [r for r in records if r["type"] == "pair"] and all(
+        r["rationale"].endswith(tag) for r in records if r["type"] == "pair"
+    )
     assert len(cb.outcomes["konvid"].pairs) == budget
 
 
@@ -139,27 +133,25 @@ def test_header_records_the_full_identity(tmp_path: Path, fakes: Any, run_eval: 
     (path,) = _journals(tmp_path)  # default root: <default_root_dir>/journals
     header, _ = read_journal(path)
     assert header is not None and header["identity"]["model"] == model.comparison_identity()
-    assert {k: header["identity"][k] for k in ("benchmark", "num_items", "sampler", "seed",
-                                               "budget", "symmetrize")} == \
-        {"benchmark": "konvid", "num_items": 12, "sampler": "appendix_a", "seed": 3, "budget": 60,
-         "symmetrize": False}
+    assert {
+        k: header["identity"][k] for k in ("benchmark", "num_items", "sampler", "seed", "budget", "symmetrize")
+    } == {"benchmark": "konvid", "num_items": 12, "sampler": "appendix_a", "seed": 3, "budget": 60, "symmetrize": False}
     assert path.name == f"konvid-{header['digest']}.jsonl"
 
 
-def test_model_without_comparison_identity_uses_its_checkpoint_id(
-        tmp_path: Path, fakes: Any, run_eval: Any) -> None:
+def test_model_without_comparison_identity_uses_its_checkpoint_id(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(12), "out_of_domain")})
     run_eval(tmp_path, fakes.NoIdentityOracle(dm.truth()), dm)
     other = fakes.NoIdentityOracle(dm.truth(), checkpoint="ckpt:other:1")
     run_eval(tmp_path, other, dm)
     headers = [read_journal(p)[0] for p in _journals(tmp_path)]
-    assert sorted(h["identity"]["model"]["checkpoint_id"] for h in headers) == \
-        ["ckpt:fake:0", "ckpt:other:1"]
+    assert sorted(h["identity"]["model"]["checkpoint_id"] for h in headers) == ["ckpt:fake:0", "ckpt:other:1"]
     assert len(other.asked) == 60 + 32  # a new journal: 5N pairs + the antisymmetry re-asks
 
 
 def test_second_run_on_a_journal_in_use_is_refused_naming_the_other(
-        tmp_path: Path, fakes: Any, run_eval: Any, hold_lock: Any) -> None:
+    tmp_path: Path, fakes: Any, run_eval: Any, hold_lock: Any
+) -> None:
     """Two runs at once on one journal: the second stops (asking nothing) and names the first;
     with a ``lock_timeout`` it waits for the first to finish and then resumes its work."""
     dm = fakes.DataModule({"konvid": (fakes.mos(12), "out_of_domain")})
@@ -182,13 +174,10 @@ def test_second_run_on_a_journal_in_use_is_refused_naming_the_other(
 
 
 @pytest.mark.parametrize(("bias", "expected"), [(0.0, 0.0), (0.3, 0.6)])
-def test_antisymmetry_metric(tmp_path: Path, fakes: Any, run_eval: Any, bias: float,
-                             expected: float) -> None:
+def test_antisymmetry_metric(tmp_path: Path, fakes: Any, run_eval: Any, bias: float, expected: float) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
-    cb = run_eval(tmp_path, fakes.Oracle(dm.truth(), bias=bias, noise=0.0), dm,
-                  antisymmetry_pairs=10)
-    assert cb.trainer.callback_metrics["test/konvid/antisymmetry"] == pytest.approx(expected,
-                                                                                    abs=1e-6)
+    cb = run_eval(tmp_path, fakes.Oracle(dm.truth(), bias=bias, noise=0.0), dm, antisymmetry_pairs=10)
+    assert cb.trainer.callback_metrics["test/konvid/antisymmetry"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_symmetrize_removes_position_bias(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
@@ -200,8 +189,7 @@ def test_symmetrize_removes_position_bias(tmp_path: Path, fakes: Any, run_eval: 
     assert o.antisymmetry == pytest.approx(1.0, abs=1e-5)
 
 
-def test_forced_answers_are_journaled_and_counted(tmp_path: Path, fakes: Any,
-                                                  run_eval: Any) -> None:
+def test_forced_answers_are_journaled_and_counted(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
     cb = run_eval(tmp_path, fakes.Oracle(dm.truth(), forced_every=3), dm)
     o = cb.outcomes["konvid"]
@@ -212,12 +200,10 @@ def test_forced_answers_are_journaled_and_counted(tmp_path: Path, fakes: Any,
     assert sum(r["forced"] for r in pairs) == expected
     assert all(r["forced"] == ((r["i"] + r["j"]) % 3 == 0) for r in pairs)
     assert {r["n_forced"] for r in _rows(tmp_path / "out" / "results.csv")} == {str(expected)}
-    assert cb.trainer.callback_metrics["test/konvid/forced_frac"] == \
-        pytest.approx(expected / len(o.pairs))
+    assert cb.trainer.callback_metrics["test/konvid/forced_frac"] == pytest.approx(expected / len(o.pairs))
 
 
-def test_pointwise_model_correlates_scores_directly(tmp_path: Path, fakes: Any,
-                                                    run_eval: Any) -> None:
+def test_pointwise_model_correlates_scores_directly(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")}, late_bad={2})
     cb = run_eval(tmp_path, fakes.Oracle(dm.truth(), target="pointwise"), dm)
     assert cb.trainer.callback_metrics["test/konvid/direct_srcc"] > 0.95
@@ -228,8 +214,7 @@ def test_pointwise_model_correlates_scores_directly(tmp_path: Path, fakes: Any,
     assert [r["index"] for r in records if r["type"] == "bad"] == [2]
 
 
-def test_predict_writes_leaderboard_with_anchor_mapping(tmp_path: Path, fakes: Any,
-                                                        run_eval: Any) -> None:
+def test_predict_writes_leaderboard_with_anchor_mapping(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     mos = fakes.mos(12)
     raw = np.full(12, np.nan)
     raw[:4] = 20.0 * mos[:4] + 3.0  # four anchors on the user's 0-100-like scale
@@ -237,8 +222,7 @@ def test_predict_writes_leaderboard_with_anchor_mapping(tmp_path: Path, fakes: A
     with pytest.warns(UserWarning, match="no --ckpt_path"):
         run_eval(tmp_path, fakes.Oracle(dm.truth(), noise=0.0), dm, stage="predict")
     rows = _rows(tmp_path / "out" / "leaderboard.csv")
-    assert list(rows[0])[:7] == ["rank", "video", "score", "stderr", "ci_low", "ci_high",
-                                 "n_comparisons"]
+    assert list(rows[0])[:7] == ["rank", "video", "score", "stderr", "ci_low", "ci_high", "n_comparisons"]
     assert len(rows) == 11 and [int(r["rank"]) for r in rows] == list(range(1, 12))
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
@@ -248,12 +232,12 @@ def test_predict_writes_leaderboard_with_anchor_mapping(tmp_path: Path, fakes: A
         assert mapped[names[i]] == pytest.approx(20.0 * mos[i] + 3.0, abs=1e-3)
     assert [r["video"] for r in _rows(tmp_path / "out" / "bad_videos.csv")] == [names[5]]
     _, records = read_journal(tmp_path / "out" / "comparisons.jsonl")
-    assert all({"name_i", "name_j", "margin", "rationale", "forced"} <= set(r) for r in records
-               if r["type"] == "pair")
+    assert all({"name_i", "name_j", "margin", "rationale", "forced"} <= set(r) for r in records if r["type"] == "pair")
 
 
-def test_predict_leaderboard_reuses_the_lsq_solution(tmp_path: Path, fakes: Any, run_eval: Any,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_leaderboard_reuses_the_lsq_solution(
+    tmp_path: Path, fakes: Any, run_eval: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     solve = ranking.lsq.lsq_solve
 
@@ -269,15 +253,15 @@ def test_predict_leaderboard_reuses_the_lsq_solution(tmp_path: Path, fakes: Any,
     rows = _rows(tmp_path / "out" / "leaderboard.csv")
     lsq = cb.outcomes["predict"].scores["lsq"]
     assert {r["video"]: float(r["score"]) for r in rows} == pytest.approx(
-        {n: round(float(s), 6) for n, s in zip(dm.tables["predict"].names, lsq)})
+        {n: round(float(s), 6) for n, s in zip(dm.tables["predict"].names, lsq)}
+    )
 
 
 def test_default_callback_does_each_stage_job(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     """``ComparisonGraphEvaluation()`` as the module adds it: test -> tables, antisymmetry and
     curves; predict -> leaderboard, no re-asked pairs, no curves."""
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
-    tested = run_eval(tmp_path / "t", fakes.Oracle(dm.truth()), dm,
-                      callback=ComparisonGraphEvaluation())
+    tested = run_eval(tmp_path / "t", fakes.Oracle(dm.truth()), dm, callback=ComparisonGraphEvaluation())
     out = tmp_path / "t" / "eval"  # no logger: <default_root_dir>/eval
     assert {r["aggregator"] for r in _rows(out / "results.csv")} == {"lsq", "elo", "winrate", "bt"}
     assert (out / "table1.md").is_file() and (out / "table2_recovery.md").is_file()
@@ -309,8 +293,7 @@ def test_fig4_png_json_and_tensorboard(tmp_path: Path, fakes: Any, run_eval: Any
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(Path(logger.log_dir)), size_guidance={"images": 0, "tensors": 0,
-                                                                     "scalars": 0})
+    acc = EventAccumulator(str(Path(logger.log_dir)), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
     acc.Reload()
     tags = acc.Tags()
     assert {"test/konvid/convergence", "test/konvid/scatter"} <= set(tags["images"])
@@ -320,15 +303,12 @@ def test_fig4_png_json_and_tensorboard(tmp_path: Path, fakes: Any, run_eval: Any
     assert [e.value for e in lsq] == pytest.approx(curves["curves"]["lsq"]["srcc"], abs=1e-6)
 
 
-def test_fig4_cli_rebuilds_the_pngs_from_a_finished_run(tmp_path: Path, fakes: Any,
-                                                        run_eval: Any) -> None:
+def test_fig4_cli_rebuilds_the_pngs_from_a_finished_run(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     from callbacks import figures
 
-    dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain"),
-                           "yt gaming": (fakes.mos(seed=2), "out_of_domain")})
+    dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain"), "yt gaming": (fakes.mos(seed=2), "out_of_domain")})
     run = tmp_path / "version_0"
-    run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, convergence_steps=4,
-             output_dir=str(run / "eval"))
+    run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, convergence_steps=4, output_dir=str(run / "eval"))
     for png in (run / "eval").glob("fig4_*.png"):
         png.unlink()  # only convergence.json (and the journals) are left
     assert figures.main(["fig4", str(run), "--out", str(tmp_path / "rebuilt")]) == 0
@@ -344,8 +324,7 @@ def test_fig4_cli_rebuilds_the_pngs_from_a_finished_run(tmp_path: Path, fakes: A
         figures.main(["fig4", str(tmp_path / "bad.json")])
 
 
-def test_strict_appendix_a_sampler_through_the_callback(tmp_path: Path, fakes: Any,
-                                                        run_eval: Any) -> None:
+def test_strict_appendix_a_sampler_through_the_callback(tmp_path: Path, fakes: Any, run_eval: Any) -> None:
     dm = fakes.DataModule({"konvid": (fakes.mos(), "out_of_domain")})
     cb = run_eval(tmp_path, fakes.Oracle(dm.truth()), dm, sampler="appendix_a")
     header, _ = read_journal(_journals(tmp_path)[0])
@@ -354,8 +333,7 @@ def test_strict_appendix_a_sampler_through_the_callback(tmp_path: Path, fakes: A
     assert cb.trainer.callback_metrics["test/konvid/lsq_srcc"] > 0.95
 
 
-@pytest.mark.parametrize(("key", "value"), [("sampler", "papr"), ("aggregators", ["lsq", "mean"]),
-                                            ("stages", ["tst"])])
+@pytest.mark.parametrize(("key", "value"), [("sampler", "papr"), ("aggregators", ["lsq", "mean"]), ("stages", ["tst"])])
 def test_bad_choices_are_rejected_at_parse_time_and_at_run_time(key: str, value: Any) -> None:
     from jsonargparse import ArgumentParser
 
@@ -381,7 +359,6 @@ def test_model_identity_must_be_json(fakes: Any) -> None:
 
 def test_default_sampler_is_appendix_a_for_evaluation_and_robust_for_leaderboards() -> None:
     default = ComparisonGraphEvaluation()
-    assert [default.sampler_for(s) for s in ("val", "test", "predict")] == \
-        ["appendix_a", "appendix_a", "robust"]
+    assert [default.sampler_for(s) for s in ("val", "test", "predict")] == ["appendix_a", "appendix_a", "robust"]
     chosen = ComparisonGraphEvaluation(sampler="random")
     assert {chosen.sampler_for(s) for s in ("val", "test", "predict")} == {"random"}

@@ -23,9 +23,16 @@ from callbacks.journal import (
 )
 
 NAMES = [f"v{i}.mp4" for i in range(5)]
-IDENTITY = JournalIdentity(model={"weights": "ab12", "max_new_tokens": 64}, benchmark="konvid",
-                           num_items=5, items_digest="abc", sampler="robust", seed=0, budget=25,
-                           symmetrize=False)
+IDENTITY = JournalIdentity(
+    model={"weights": "ab12", "max_new_tokens": 64},
+    benchmark="konvid",
+    num_items=5,
+    items_digest="abc",
+    sampler="robust",
+    seed=0,
+    budget=25,
+    symmetrize=False,
+)
 
 
 def _open(tmp_path: Path, identity: JournalIdentity = IDENTITY, **kw: object) -> Journal:
@@ -34,9 +41,13 @@ def _open(tmp_path: Path, identity: JournalIdentity = IDENTITY, **kw: object) ->
 
 def test_append_then_resume_restores_every_record(tmp_path: Path) -> None:
     with _open(tmp_path) as j:
-        j.append([j.pair_record(0, 1, NAMES, (0.5, "A sharper", False)),
-                  j.pair_record(2, 3, NAMES, (float("nan"), "skipped", False)),
-                  Journal.bad_record(4, NAMES[4], "truncated")])
+        j.append(
+            [
+                j.pair_record(0, 1, NAMES, (0.5, "A sharper", False)),
+                j.pair_record(2, 3, NAMES, (float("nan"), "skipped", False)),
+                Journal.bad_record(4, NAMES[4], "truncated"),
+            ]
+        )
     lines = j.path.read_text().splitlines()
     assert json.loads(lines[0])["type"] == "header" and len(lines) == 4
     assert json.loads(lines[2])["margin"] is None  # NaN is written as null (valid JSON)
@@ -63,16 +74,25 @@ def test_corrupt_middle_line_is_an_error_naming_the_line(tmp_path: Path) -> None
     with _open(tmp_path) as j:
         pass
     with open(j.path, "a") as f:
-        f.write("garbage\n{\"type\": \"bad\", \"index\": 1, \"reason\": \"r\"}\n")
+        f.write('garbage\n{"type": "bad", "index": 1, "reason": "r"}\n')
     with pytest.raises(ValueError, match="line 2"):
         read_journal(j.path)
 
 
-@pytest.mark.parametrize("change", [
-    {"model": {"weights": "ff00", "max_new_tokens": 64}},
-    {"model": {"weights": "ab12", "max_new_tokens": 200}}, {"benchmark": "live_vqc"},
-    {"num_items": 6}, {"items_digest": "zzz"}, {"sampler": "active"}, {"seed": 3},
-    {"budget": 30}, {"symmetrize": True}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": {"weights": "ff00", "max_new_tokens": 64}},
+        {"model": {"weights": "ab12", "max_new_tokens": 200}},
+        {"benchmark": "live_vqc"},
+        {"num_items": 6},
+        {"items_digest": "zzz"},
+        {"sampler": "active"},
+        {"seed": 3},
+        {"budget": 30},
+        {"symmetrize": True},
+    ],
+)
 def test_every_identity_field_changes_the_file(change: dict[str, object]) -> None:
     other = replace(IDENTITY, **change)  # type: ignore[arg-type]
     assert other.digest != IDENTITY.digest and other.file_name != IDENTITY.file_name
@@ -121,14 +141,12 @@ def test_open_journal_is_locked_and_released_on_close_and_on_error(tmp_path: Pat
 
 def test_stale_lock_file_of_a_dead_process_does_not_block(tmp_path: Path) -> None:
     lock = tmp_path / (IDENTITY.file_name + ".lock")
-    lock.write_text(json.dumps({"pid": 999999999, "host": "gone", "since": "2020-01-01",
-                                "command": "run.py predict"}))
+    lock.write_text(json.dumps({"pid": 999999999, "host": "gone", "since": "2020-01-01", "command": "run.py predict"}))
     with _open(tmp_path) as j:
         assert j.lock is not None and j.lock.holder()["pid"] == os.getpid()
 
 
-def test_journal_held_by_another_process_is_refused_naming_it(tmp_path: Path,
-                                                              hold_lock: Any) -> None:
+def test_journal_held_by_another_process_is_refused_naming_it(tmp_path: Path, hold_lock: Any) -> None:
     lock_file = tmp_path / (IDENTITY.file_name + ".lock")
     proc = hold_lock(lock_file)
     with pytest.raises(JournalLockedError) as err:

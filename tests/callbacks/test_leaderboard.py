@@ -34,8 +34,9 @@ def test_anchor_mapping_recovers_a_known_affine_map() -> None:
     mos[:6] = 12.5 * scores[:6] + 50.0 + rng.normal(0, 1e-6, 6)
     a, b = lb.fit_affine(scores, mos)
     assert (a, b) == (pytest.approx(12.5, abs=1e-4), pytest.approx(50.0, abs=1e-4))
-    rows = lb.leaderboard_rows([str(i) for i in range(30)], scores, np.full(30, 0.1),
-                               np.ones(30), mos=mos, mapping=(a, b))
+    rows = lb.leaderboard_rows(
+        [str(i) for i in range(30)], scores, np.full(30, 0.1), np.ones(30), mos=mos, mapping=(a, b)
+    )
     for r in rows:
         assert r["score_mapped"] == pytest.approx(12.5 * r["score"] + 50.0, abs=1e-3)
         assert r["mapped_ci_low"] < r["score_mapped"] < r["mapped_ci_high"]
@@ -59,8 +60,7 @@ def test_anchor_files_and_matching(tmp_path: Path) -> None:
 
 
 def test_summary_lists_top_rows_and_bad_videos() -> None:
-    rows = lb.leaderboard_rows(["a", "b", "c"], np.array([0.0, 1.0, -1.0]), np.full(3, 0.1),
-                               np.full(3, 2))
+    rows = lb.leaderboard_rows(["a", "b", "c"], np.array([0.0, 1.0, -1.0]), np.full(3, 0.1), np.full(3, 2))
     text = lb.format_summary(rows, [{"video": "broken.mp4", "reason": "truncated"}], top=2)
     assert "top 2" in text and "broken.mp4: truncated" in text
     assert text.index(" b ") < text.index(" a ") and " c " not in text
@@ -87,10 +87,15 @@ def test_leaderboard_scores_are_the_recovered_lsq_scores_with_exact_errors() -> 
 def test_build_leaderboard_uses_known_mos_and_anchor_files() -> None:
     names = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
     scored = np.array([True, True, False, True])
-    rows = lb.build_leaderboard(names, scored, np.array([1.0, 0.0, -1.0]), np.full(3, 0.1),
-                                np.array([3, 2, 0, 3]), known_mos=np.array([80.0, np.nan,
-                                                                             np.nan, np.nan]),
-                                anchors={"clips/d.mp4": 20.0})
+    rows = lb.build_leaderboard(
+        names,
+        scored,
+        np.array([1.0, 0.0, -1.0]),
+        np.full(3, 0.1),
+        np.array([3, 2, 0, 3]),
+        known_mos=np.array([80.0, np.nan, np.nan, np.nan]),
+        anchors={"clips/d.mp4": 20.0},
+    )
     assert [r["video"] for r in rows] == ["a.mp4", "b.mp4", "d.mp4"]
     assert [r["score_mapped"] for r in rows] == pytest.approx([80.0, 50.0, 20.0])
     assert [r["mos"] for r in rows] == [80.0, "", ""] and rows[2]["n_comparisons"] == 3

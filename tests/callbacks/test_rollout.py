@@ -46,16 +46,12 @@ class FakePolicy(nn.Module):
     def build_prompt_inputs(self, batch: Any) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.full((len(batch), 1), 1)}
 
-    def generate_responses(
-        self, inputs: dict, num_return_sequences: int, **sampling: Any
-    ) -> torch.Tensor:
+    def generate_responses(self, inputs: dict, num_return_sequences: int, **sampling: Any) -> torch.Tensor:
         self.calls = {"n": num_return_sequences, **sampling}
         width = max(map(len, self.script))
         return torch.tensor([row + [PAD] * (width - len(row)) for row in self.script])
 
-    def response_logprobs(
-        self, inputs: dict, ids: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+    def response_logprobs(self, inputs: dict, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         prev = torch.cat([torch.ones(ids.shape[0], 1, dtype=torch.long), ids[:, :-1]], dim=1)
         return self.table[prev].log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
@@ -116,9 +112,17 @@ def test_vllm_requests_and_sampling() -> None:
     assert [p["prompt_embeds"].shape[0] for p in prompts] == [5, 7]
     assert not prompts[0]["prompt_embeds"].requires_grad
     kw = ve.sampling_kwargs(4, 64, end_ids=[ANSWER, EOS], never_ids=[6], temperature=0.9, top_p=0.95)
-    assert kw == {"n": 4, "temperature": 0.9, "top_p": 0.95, "top_k": 0, "max_tokens": 64,
-                  "stop_token_ids": [ANSWER, EOS], "logit_bias": {6: float("-inf")}, "logprobs": 0,
-                  "detokenize": False}
+    assert kw == {
+        "n": 4,
+        "temperature": 0.9,
+        "top_p": 0.95,
+        "top_k": 0,
+        "max_tokens": 64,
+        "stop_token_ids": [ANSWER, EOS],
+        "logit_bias": {6: float("-inf")},
+        "logprobs": 0,
+        "detokenize": False,
+    }
 
 
 def _completion(tokens: list[int], lps: list[float]) -> SimpleNamespace:
@@ -196,9 +200,7 @@ def test_policy_weights_merges_lora_out_of_place() -> None:
     base = nn.Sequential()
     base.add_module("proj", nn.Linear(4, 4))
     base.add_module("head", nn.Linear(4, 1))
-    model = peft.get_peft_model(
-        base, peft.LoraConfig(r=2, target_modules=["proj"], init_lora_weights=False)
-    )
+    model = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["proj"], init_lora_weights=False))
     before = {n: p.clone() for n, p in model.named_parameters()}
     pushed = dict(vw.policy_weights(model, name_map={"proj.": "layers.0.proj."}))
     reference = copy.deepcopy(model).merge_and_unload().state_dict()

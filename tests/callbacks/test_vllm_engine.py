@@ -73,8 +73,15 @@ class VLLMStandIn:
         check_call("generate", args, kwargs)
         prompts, params = args
         self.requests.append(params)
-        return [SimpleNamespace(outputs=[self._sample(self.scripts[(b * params["n"] + k) % len(self.scripts)], params)
-                                         for k in range(params["n"])]) for b in range(len(prompts))]
+        return [
+            SimpleNamespace(
+                outputs=[
+                    self._sample(self.scripts[(b * params["n"] + k) % len(self.scripts)], params)
+                    for k in range(params["n"])
+                ]
+            )
+            for b in range(len(prompts))
+        ]
 
     def apply_model(self, *args: Any, **kwargs: Any) -> list[Any]:
         check_call("apply_model", args, kwargs)

@@ -28,8 +28,7 @@ def conf(name: str) -> str:
 
 def _sets(key: str, data: Path, split: str) -> str:
     """A list-valued data option (jsonargparse replaces lists whole; no per-index override)."""
-    spec = {"name": f"syn_{split}", "label_file": str(data / "labels.csv"), "video_root": str(data),
-            "split": split}
+    spec = {"name": f"syn_{split}", "label_file": str(data / "labels.csv"), "video_root": str(data), "split": split}
     return f"--data.init_args.{key}={json.dumps([spec])}"
 
 
@@ -44,8 +43,11 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def data_args(synthetic: Path) -> list[str]:
     """Overrides pointing train / val / test sets at :func:`synthetic`."""
-    return [_sets("train_sets", synthetic, "train"), _sets("val_sets", synthetic, "test"),
-            _sets("test_sets", synthetic, "ood_content")]
+    return [
+        _sets("train_sets", synthetic, "train"),
+        _sets("val_sets", synthetic, "test"),
+        _sets("test_sets", synthetic, "ood_content"),
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +57,28 @@ def out_args() -> Callable[[Path], list[str]]:
 
 
 @pytest.fixture(scope="session")
-def sft_ckpt(tmp_path_factory: pytest.TempPathFactory, data_args: list[str],
-             out_args: Callable[[Path], list[str]]) -> Path:
+def sft_ckpt(
+    tmp_path_factory: pytest.TempPathFactory, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> Path:
     """``last.ckpt`` of 2 tiny SFT steps, trained with an ``init_from`` file that is then deleted
     (so a run that tried to load it again would fail) and ``temperature`` 0.5."""
     root = tmp_path_factory.mktemp("sft")
     init = root / "init.ckpt"
     torch.save({"state_dict": VersusQModule(motion_frames=16, head_hidden=64).state_dict()}, init)
-    run.main(["fit", "--config", conf("sft.yaml"), "--config", conf("tiny.yaml"), "--trainer.max_steps=2",
-              "--trainer.limit_val_batches=0", f"--model.init_args.init_from={init}",
-              f"--model.init_args.temperature={CKPT_TEMPERATURE}", *out_args(root), *data_args])
+    run.main(
+        [
+            "fit",
+            "--config",
+            conf("sft.yaml"),
+            "--config",
+            conf("tiny.yaml"),
+            "--trainer.max_steps=2",
+            "--trainer.limit_val_batches=0",
+            f"--model.init_args.init_from={init}",
+            f"--model.init_args.temperature={CKPT_TEMPERATURE}",
+            *out_args(root),
+            *data_args,
+        ]
+    )
     init.unlink()
     return next(root.rglob("last.ckpt"))

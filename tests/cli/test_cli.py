@@ -21,10 +21,12 @@ def conf(name: str) -> str:
     return str(run.CONF / name)
 
 
-def test_fit_smoke_moves_parameters(tmp_path: Path, data_args: list[str],
-                                    out_args: Callable[[Path], list[str]]) -> None:
-    cli = run.main(["--config", conf("sft.yaml"), *TINY, "--trainer.fast_dev_run=true",
-                    *out_args(tmp_path), *data_args], run=False)
+def test_fit_smoke_moves_parameters(
+    tmp_path: Path, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> None:
+    cli = run.main(
+        ["--config", conf("sft.yaml"), *TINY, "--trainer.fast_dev_run=true", *out_args(tmp_path), *data_args], run=False
+    )
     before = {n: p.detach().clone() for n, p in cli.model.named_parameters() if p.requires_grad}
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step == 1 and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
@@ -33,21 +35,44 @@ def test_fit_smoke_moves_parameters(tmp_path: Path, data_args: list[str],
 
 
 # ---------------------------------------------------------------------------- defect 1
-def test_given_settings_beat_the_checkpoint(tmp_path: Path, sft_ckpt: Path, data_args: list[str],
-                                            out_args: Callable[[Path], list[str]]) -> None:
+def test_given_settings_beat_the_checkpoint(
+    tmp_path: Path, sft_ckpt: Path, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> None:
     saved = torch.load(sft_ckpt, weights_only=False)["hyper_parameters"]
     assert saved["max_new_tokens"] == 96 and saved["init_from"]  # trained with tiny.yaml's 96
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("model:\n  init_args:\n    temperature: 0.25\n")
-    cli = run.main(["test", *TINY, "--config", str(overlay), "--ckpt_path", str(sft_ckpt),
-                    "--model.init_args.max_new_tokens", "200", "--trainer.limit_test_batches=0",
-                    *out_args(tmp_path), *data_args])
+    cli = run.main(
+        [
+            "test",
+            *TINY,
+            "--config",
+            str(overlay),
+            "--ckpt_path",
+            str(sft_ckpt),
+            "--model.init_args.max_new_tokens",
+            "200",
+            "--trainer.limit_test_batches=0",
+            *out_args(tmp_path),
+            *data_args,
+        ]
+    )
     hp = cli.model.hparams
     assert hp.max_new_tokens == 200  # the command line wins
     assert hp.temperature == 0.25  # an overlay wins
     assert hp.init_from is None  # weights come from --ckpt_path: its init_from (deleted) not loaded
-    cli = run.main(["test", "--ckpt_path", str(sft_ckpt), "--trainer.limit_test_batches=0",
-                    "--trainer.accelerator=cpu", "--trainer.precision=32-true", *out_args(tmp_path), *data_args])
+    cli = run.main(
+        [
+            "test",
+            "--ckpt_path",
+            str(sft_ckpt),
+            "--trainer.limit_test_batches=0",
+            "--trainer.accelerator=cpu",
+            "--trainer.precision=32-true",
+            *out_args(tmp_path),
+            *data_args,
+        ]
+    )
     hp = cli.model.hparams  # nothing given: the checkpoint's settings, not conf/model.yaml's
     assert (hp.backbone, hp.motion_frames, hp.temperature) == ("tiny", 16, saved["temperature"])
     assert cli.datamodule.hparams.motion_frames == 16  # links follow the checkpoint's values
@@ -55,13 +80,23 @@ def test_given_settings_beat_the_checkpoint(tmp_path: Path, sft_ckpt: Path, data
 
 def test_architecture_conflict_names_key_and_values(sft_ckpt: Path, data_args: list[str]) -> None:
     with pytest.raises(ValueError, match=r"model.head_hidden=32 .* trained with head_hidden=64"):
-        run.main(["test", *TINY, "--ckpt_path", str(sft_ckpt), "--model.init_args.head_hidden=32",
-                  "--trainer.limit_test_batches=0", *data_args])
+        run.main(
+            [
+                "test",
+                *TINY,
+                "--ckpt_path",
+                str(sft_ckpt),
+                "--model.init_args.head_hidden=32",
+                "--trainer.limit_test_batches=0",
+                *data_args,
+            ]
+        )
 
 
 # ---------------------------------------------------------------------------- defect 3
-def test_test_without_eval_yaml_writes_tables(tmp_path: Path, sft_ckpt: Path, data_args: list[str],
-                                              out_args: Callable[[Path], list[str]]) -> None:
+def test_test_without_eval_yaml_writes_tables(
+    tmp_path: Path, sft_ckpt: Path, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> None:
     cli = run.main(["test", *TINY, "--ckpt_path", str(sft_ckpt), *out_args(tmp_path), *data_args])
     assert sum(isinstance(c, ComparisonGraphEvaluation) for c in cli.trainer.callbacks) == 1
     results = list(tmp_path.rglob("results.csv"))
@@ -74,22 +109,42 @@ def test_test_without_eval_yaml_writes_tables(tmp_path: Path, sft_ckpt: Path, da
     assert len(asked) >= 6  # every pair of the 4 videos was compared (2 SFT steps: margins may be NaN)
 
 
-def test_predict_without_predict_yaml_writes_leaderboard(tmp_path: Path, sft_ckpt: Path, synthetic: Path,
-                                                         out_args: Callable[[Path], list[str]]) -> None:
-    run.main(["predict", *TINY, "--ckpt_path", str(sft_ckpt),
-              f"--data.init_args.videos={synthetic / 'ood_calibration'}", *out_args(tmp_path)])
+def test_predict_without_predict_yaml_writes_leaderboard(
+    tmp_path: Path, sft_ckpt: Path, synthetic: Path, out_args: Callable[[Path], list[str]]
+) -> None:
+    run.main(
+        [
+            "predict",
+            *TINY,
+            "--ckpt_path",
+            str(sft_ckpt),
+            f"--data.init_args.videos={synthetic / 'ood_calibration'}",
+            *out_args(tmp_path),
+        ]
+    )
     boards = list(tmp_path.rglob("leaderboard.csv"))
     assert len(boards) == 1 and boards[0].read_text().startswith("rank,video,score")
-    pairs = [line for line in (boards[0].parent / "comparisons.jsonl").read_text().splitlines()
-             if '"margin"' in line]
+    pairs = [line for line in (boards[0].parent / "comparisons.jsonl").read_text().splitlines() if '"margin"' in line]
     assert len(pairs) == 6  # 4 videos: every pair once (2 SFT steps: margins may be NaN)
 
 
 # ---------------------------------------------------------------------------- links and files
-def test_ablation_overlay_on_sft_phase(tmp_path: Path, data_args: list[str],
-                                       out_args: Callable[[Path], list[str]]) -> None:
-    cli = run.main(["fit", "--config", conf("sft.yaml"), "--config", conf("ablations/sft_no_reasoning.yaml"),
-                    *TINY, "--trainer.fast_dev_run=true", *out_args(tmp_path), *data_args])
+def test_ablation_overlay_on_sft_phase(
+    tmp_path: Path, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> None:
+    cli = run.main(
+        [
+            "fit",
+            "--config",
+            conf("sft.yaml"),
+            "--config",
+            conf("ablations/sft_no_reasoning.yaml"),
+            *TINY,
+            "--trainer.fast_dev_run=true",
+            *out_args(tmp_path),
+            *data_args,
+        ]
+    )
     assert cli.model.hparams.reasoning is False and cli.datamodule.hparams.reasoning is False
     assert cli.trainer.global_step == 1
 
@@ -108,12 +163,15 @@ def test_a_config_file_loaded_twice_is_an_error(configs: list[str]) -> None:
         run.main(["test", *args, "--ckpt_path", "x.ckpt"])
 
 
-@pytest.mark.parametrize("command", [
-    ["fit", "--config", conf("sft.yaml")],
-    ["fit", "--config", conf("mcgrpo.yaml"), "--config", conf("gpu/vllm.yaml"), "--model.init_from", "sft.ckpt"],
-    ["test", "--config", conf("eval.yaml")],
-    ["predict", "--config", conf("predict.yaml"), "--data.videos", "folder"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fit", "--config", conf("sft.yaml")],
+        ["fit", "--config", conf("mcgrpo.yaml"), "--config", conf("gpu/vllm.yaml"), "--model.init_from", "sft.ckpt"],
+        ["test", "--config", conf("eval.yaml")],
+        ["predict", "--config", conf("predict.yaml"), "--data.videos", "folder"],
+    ],
+)
 def test_design_commands_parse(command: list[str], capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as stop:
         run.main([*command, "--print_config"])
@@ -136,47 +194,89 @@ GPU_DTYPE = ["--model.init_args.dtype=bfloat16", "--trainer.precision=bf16-mixed
 LR = ["--model.init_args.lr_backbone=1e-5", "--model.init_args.warmup_steps=0", "--trainer.limit_val_batches=0"]
 
 
-def test_bf16_storage_trains_every_layer_weight(tmp_path: Path, data_args: list[str],
-                                                out_args: Callable[[Path], list[str]]) -> None:
-    cli = run.main(["--config", conf("sft.yaml"), *TINY, *GPU_DTYPE, *LR, "--trainer.max_steps=5",
-                    *out_args(tmp_path), *data_args], run=False)
+def test_bf16_storage_trains_every_layer_weight(
+    tmp_path: Path, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> None:
+    cli = run.main(
+        [
+            "--config",
+            conf("sft.yaml"),
+            *TINY,
+            *GPU_DTYPE,
+            *LR,
+            "--trainer.max_steps=5",
+            *out_args(tmp_path),
+            *data_args,
+        ],
+        run=False,
+    )
     frozen = cli.model.model.vlm.model.visual.patch_embed.proj.weight
     assert frozen.dtype == torch.bfloat16  # frozen parts stay in the configured dtype
     assert _moved_fraction(cli) >= 0.8  # main: 9% (bf16 AdamW rounds lr-1e-5 updates away)
     assert all(p.dtype == torch.float32 for p in cli.model.parameters() if p.requires_grad)
 
 
-def test_low_precision_weights_without_masters_are_an_error(tmp_path: Path, data_args: list[str],
-                                                            out_args: Callable[[Path], list[str]]) -> None:
-    cli = run.main(["--config", conf("sft.yaml"), *TINY, "--model.init_args.dtype=bfloat16",
-                    "--trainer.precision=bf16-true", *LR, "--trainer.max_steps=1", *out_args(tmp_path),
-                    *data_args], run=False)
+def test_low_precision_weights_without_masters_are_an_error(
+    tmp_path: Path, data_args: list[str], out_args: Callable[[Path], list[str]]
+) -> None:
+    cli = run.main(
+        [
+            "--config",
+            conf("sft.yaml"),
+            *TINY,
+            "--model.init_args.dtype=bfloat16",
+            "--trainer.precision=bf16-true",
+            *LR,
+            "--trainer.max_steps=1",
+            *out_args(tmp_path),
+            *data_args,
+        ],
+        run=False,
+    )
     with pytest.raises(ValueError, match=r"no float32 master copy.*trainer.precision='bf16-true'"):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
-def test_deepspeed_checkpoint_folder_as_ckpt_path(tmp_path: Path, sft_ckpt: Path, data_args: list[str],
-                                                  out_args: Callable[[Path], list[str]],
-                                                  deepspeed_folder: Callable[..., Path],
-                                                  fake_deepspeed: Callable[..., list[Path]]) -> None:
+def test_deepspeed_checkpoint_folder_as_ckpt_path(
+    tmp_path: Path,
+    sft_ckpt: Path,
+    data_args: list[str],
+    out_args: Callable[[Path], list[str]],
+    deepspeed_folder: Callable[..., Path],
+    fake_deepspeed: Callable[..., list[Path]],
+) -> None:
     saved = torch.load(sft_ckpt, weights_only=False)
     folder = deepspeed_folder(tmp_path, saved["state_dict"], saved)
     consolidated = fake_deepspeed(saved["state_dict"])
-    cli = run.main(["test", *TINY, "--ckpt_path", str(folder), "--trainer.limit_test_batches=0",
-                    *out_args(tmp_path), *data_args])
+    cli = run.main(
+        ["test", *TINY, "--ckpt_path", str(folder), "--trainer.limit_test_batches=0", *out_args(tmp_path), *data_args]
+    )
     assert consolidated == [folder] and cli.trainer.ckpt_path == str(folder / "consolidated_fp32.ckpt")
     assert cli.model.hparams.max_new_tokens == saved["hyper_parameters"]["max_new_tokens"]
     for name, value in saved["state_dict"].items():  # the float32 weights were restored
         assert torch.equal(cli.model.state_dict()[name], value), name
 
 
-@pytest.mark.parametrize("command", [
-    ["fit", "--config", conf("sft.yaml"), "--config", conf("gpu/deepspeed_zero2.yaml")],
-    ["fit", "--config", conf("mcgrpo.yaml"), "--config", conf("gpu/deepspeed_zero2.yaml"), "--config",
-     conf("gpu/vllm.yaml"), "--model.init_from", "sft.ckpt"],
-])
-def test_gpu_overlays_keep_the_global_batch_and_checkpoint_activations(command: list[str],
-                                                                       capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fit", "--config", conf("sft.yaml"), "--config", conf("gpu/deepspeed_zero2.yaml")],
+        [
+            "fit",
+            "--config",
+            conf("mcgrpo.yaml"),
+            "--config",
+            conf("gpu/deepspeed_zero2.yaml"),
+            "--config",
+            conf("gpu/vllm.yaml"),
+            "--model.init_from",
+            "sft.ckpt",
+        ],
+    ],
+)
+def test_gpu_overlays_keep_the_global_batch_and_checkpoint_activations(
+    command: list[str], capsys: pytest.CaptureFixture
+) -> None:
     """Issue 9 items 4 and 8 as the README's GPU commands parse: one global batch (no fixed
     accumulation left to multiply with the GPU count), activation checkpointing on, and no
     flash-attn needed (not in the [vllm] / [deepspeed] extras the README installs)."""

@@ -49,25 +49,23 @@ def _pairs(journal: Path) -> list[tuple[int, int]]:
     return [(r["i"], r["j"]) for r in lines if r.get("type") == "pair"]
 
 
-
 def test_predict_cli_writes_leaderboard_and_lists_bad_video(tmp_path: Path) -> None:
     import run
 
     videos = _write_clips(tmp_path / "videos", 4)
     with pytest.warns(UserWarning, match="no --ckpt_path"):
-        run.main(["predict", *CONFIGS, "--data.videos", str(videos),
-                  "--trainer.default_root_dir", str(tmp_path / "run")])
+        run.main(
+            ["predict", *CONFIGS, "--data.videos", str(videos), "--trainer.default_root_dir", str(tmp_path / "run")]
+        )
     out = tmp_path / "run"
     with open(out / "bad_videos.csv") as f:
         bad = {r["video"]: r["reason"] for r in csv.DictReader(f)}
     assert "broken.mp4" in bad and "broken.mp4" in bad["broken.mp4"]
     with open(out / "leaderboard.csv") as f:
         header = next(csv.reader(f))
-    assert header[:7] == ["rank", "video", "score", "stderr", "ci_low", "ci_high",
-                          "n_comparisons"]
+    assert header[:7] == ["rank", "video", "score", "stderr", "ci_low", "ci_high", "n_comparisons"]
     pairs = _pairs(out / "comparisons.jsonl")
     assert len(pairs) == 6 == len(set(pairs))  # 4 decodable clips: every pair once
-
 
 
 def test_predict_killed_and_rerun_repeats_no_comparison(tmp_path: Path) -> None:
@@ -75,8 +73,13 @@ def test_predict_killed_and_rerun_repeats_no_comparison(tmp_path: Path) -> None:
     cmd = [sys.executable, "run.py", "predict", *CONFIGS, "--data.videos", str(videos)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--trainer.default_root_dir", str(run_dir)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, "--trainer.default_root_dir", str(run_dir)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     journal = None
     while time.time() < deadline and proc.poll() is None:
@@ -89,11 +92,22 @@ def test_predict_killed_and_rerun_repeats_no_comparison(tmp_path: Path) -> None:
     proc.wait(60)
     assert journal is not None, "the run finished or stalled before it could be killed"
     before = _pairs(journal)
-    subprocess.run([*cmd, "--trainer.default_root_dir", str(run_dir)], cwd=REPO, env=env,
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [*cmd, "--trainer.default_root_dir", str(run_dir)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     after = _pairs(journal)
-    assert after[:len(before)] == before and len(after) == len(set(after))
-    subprocess.run([*cmd, "--trainer.default_root_dir", str(tmp_path / "fresh")], cwd=REPO,
-                   env=env, check=True, capture_output=True, timeout=600)
-    assert (run_dir / "leaderboard.csv").read_text() == \
-        (tmp_path / "fresh" / "leaderboard.csv").read_text()
+    assert after[: len(before)] == before and len(after) == len(set(after))
+    subprocess.run(
+        [*cmd, "--trainer.default_root_dir", str(tmp_path / "fresh")],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert (run_dir / "leaderboard.csv").read_text() == (tmp_path / "fresh" / "leaderboard.csv").read_text()

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
-GOOD_BODY = ("Video A shows fine texture on the foliage, steady exposure and smooth panning with "
-             "little visible noise. Video B has soft edges, some blocking in the sky and flicker in "
-             "the darker regions, and its motion stutters during the pan. The gap comes from detail, "
-             "compression artefacts and temporal stability rather than from the content itself.")
+GOOD_BODY = (
+    "Video A shows fine texture on the foliage, steady exposure and smooth panning with "
+    "little visible noise. Video B has soft edges, some blocking in the sky and flicker in "
+    "the darker regions, and its motion stutters during the pan. The gap comes from detail, "
+    "compression artefacts and temporal stability rather than from the content itself."
+)
 LEAK_BODY = GOOD_BODY + " Video A would get 4.2/5 from most viewers."
 _VERDICT = re.compile(r"^Overall, .*\.$", re.MULTILINE)
 
@@ -77,8 +79,13 @@ class StandIn:
         return sum(1 for _, k, _ in self.log if k == key)
 
     def _pair(self, body: dict) -> tuple[str, str] | None:
-        urls = [p["video_url"]["url"].split(",", 1)[1] for m in body["messages"]
-                if isinstance(m["content"], list) for p in m["content"] if p["type"] == "video_url"]
+        urls = [
+            p["video_url"]["url"].split(",", 1)[1]
+            for m in body["messages"]
+            if isinstance(m["content"], list)
+            for p in m["content"]
+            if p["type"] == "video_url"
+        ]
         names = [self.names.get(u) for u in urls]
         return (names[0], names[1]) if len(names) == 2 and None not in names else None
 
@@ -102,17 +109,20 @@ class StandIn:
             return int(todo.split(":")[0]), headers, {"error": {"message": f"scripted {todo}"}}
         if todo.startswith("sleep:"):
             time.sleep(float(todo.split(":")[1]))
-        texts = [p["text"] for m in body["messages"] if isinstance(m["content"], list)
-                 for p in m["content"] if p["type"] == "text"]
+        texts = [
+            p["text"]
+            for m in body["messages"]
+            if isinstance(m["content"], list)
+            for p in m["content"]
+            if p["type"] == "text"
+        ]
         verdict = _VERDICT.search("\n".join(texts)).group(0)
         body_text = {"leak": LEAK_BODY, "long": GOOD_BODY * 6}.get(todo, GOOD_BODY)
         reply = f"{body_text} {_flip(verdict) if todo == 'wrong' else verdict}"
-        usage = {"prompt_tokens": sum(len(t.split()) for t in texts) + 100,
-                 "completion_tokens": len(reply.split())}
+        usage = {"prompt_tokens": sum(len(t.split()) for t in texts) + 100, "completion_tokens": len(reply.split())}
         with self._lock:
             self.usage.update(usage)
-        return 200, {}, {"choices": [{"message": {"role": "assistant", "content": reply}}],
-                         "usage": usage}
+        return 200, {}, {"choices": [{"message": {"role": "assistant", "content": reply}}], "usage": usage}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

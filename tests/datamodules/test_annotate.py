@@ -29,7 +29,11 @@ def _rec(a: str, b: str, status: str = "accepted", **kw: object) -> dict:
 
 def test_descriptor_rules_and_levels() -> None:
     assert [margin_descriptor(m) for m in (0.19, -0.59, 1.19, 1.2)] == [
-        "about the same", "slightly better", "clearly better", "substantially better"]
+        "about the same",
+        "slightly better",
+        "clearly better",
+        "substantially better",
+    ]
     with pytest.raises(ValueError, match="NaN"):
         margin_descriptor(float("nan"))
     assert verdict_sentence(-0.1) == "Overall, Video A and Video B are about the same."
@@ -38,51 +42,60 @@ def test_descriptor_rules_and_levels() -> None:
         quality_levels(0.5, 3.0)
 
 
-@pytest.mark.parametrize(("margin", "verdict", "ok", "reason"), [
-    (0.9, "Overall, Video A is clearly better than Video B.", True, None),
-    (0.9, "Overall, Video B is clearly better than Video A.", False, "wrong_direction"),
-    (0.9, "Overall, Video A is slightly better than Video B.", False, "wrong_degree"),
-    (0.9, "Overall, Video A and Video B are about the same.", False, "wrong_direction"),
-    (-0.1, "Overall, Video A and Video B are about the same.", True, None),
-    (-0.1, "Overall, Video B is slightly better than Video A.", False, "wrong_direction"),
-    (-2.0, "**Overall, video b is substantially better than video a**", True, None),
-    (0.9, "So A wins.", False, "no_verdict"),
-])
-def test_verdict_decides_direction_and_degree(good_body: str, margin: float, verdict: str,
-                                              ok: bool, reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("margin", "verdict", "ok", "reason"),
+    [
+        (0.9, "Overall, Video A is clearly better than Video B.", True, None),
+        (0.9, "Overall, Video B is clearly better than Video A.", False, "wrong_direction"),
+        (0.9, "Overall, Video A is slightly better than Video B.", False, "wrong_degree"),
+        (0.9, "Overall, Video A and Video B are about the same.", False, "wrong_direction"),
+        (-0.1, "Overall, Video A and Video B are about the same.", True, None),
+        (-0.1, "Overall, Video B is slightly better than Video A.", False, "wrong_direction"),
+        (-2.0, "**Overall, video b is substantially better than video a**", True, None),
+        (0.9, "So A wins.", False, "no_verdict"),
+    ],
+)
+def test_verdict_decides_direction_and_degree(
+    good_body: str, margin: float, verdict: str, ok: bool, reason: str | None
+) -> None:
     check = verify_reply(f"{good_body} {verdict}", margin)
     assert (check.ok, check.reason) == (ok, reason)
     if ok:  # the verdict is kept, in its canonical form, as the last sentence
         assert check.rationale == f"{good_body} {verdict_sentence(margin)}"
 
 
-@pytest.mark.parametrize(("extra", "reason"), [
-    ("Its MOS is higher.", "score_leak"),
-    ("It reaches 4.2 on the scale.", "score_leak"),
-    ("I would give it 4/5.", "score_leak"),
-    ("Roughly 3 out of 5.", "score_leak"),
-    ("About 20% more blur.", "score_leak"),
-    ("It earned a score of four.", "score_leak"),
-    ("A 4-star picture quality.", "score_leak"),
-    ("The quality level 3 shows.", "score_leak"),
-    ("As the reference information says, B is soft.", "mentions_reference"),
-    ("The ground truth favours A.", "mentions_reference"),
-    ("In short, Video B is better than Video A.", "wrong_direction"),
-    ("Video A looks much worse than Video B.", "wrong_direction"),
-])
-def test_body_is_checked_for_leaks_reference_and_contradiction(good_body: str, extra: str,
-                                                               reason: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ("Its MOS is higher.", "score_leak"),
+        ("It reaches 4.2 on the scale.", "score_leak"),
+        ("I would give it 4/5.", "score_leak"),
+        ("Roughly 3 out of 5.", "score_leak"),
+        ("About 20% more blur.", "score_leak"),
+        ("It earned a score of four.", "score_leak"),
+        ("A 4-star picture quality.", "score_leak"),
+        ("The quality level 3 shows.", "score_leak"),
+        ("As the reference information says, B is soft.", "mentions_reference"),
+        ("The ground truth favours A.", "mentions_reference"),
+        ("In short, Video B is better than Video A.", "wrong_direction"),
+        ("Video A looks much worse than Video B.", "wrong_direction"),
+    ],
+)
+def test_body_is_checked_for_leaks_reference_and_contradiction(good_body: str, extra: str, reason: str) -> None:
     text = f"{good_body} {extra} Overall, Video A is clearly better than Video B."
     check = verify_reply(text, 0.9)
     assert not check.ok and check.reason == reason and check.detail
 
 
-@pytest.mark.parametrize("extra", [
-    "Video B is not better than Video A in any respect.",  # negated claim
-    "Video B has better colour than Video A, though.",  # an attribute, not the overall winner
-    "Video A shows 2 blocky areas at 1080p and 30 frames of pan.",  # counts are not scores
-    "On-screen text labels stay legible and viewers would notice the flicker.",
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "Video B is not better than Video A in any respect.",  # negated claim
+        "Video B has better colour than Video A, though.",  # an attribute, not the overall winner
+        "Video A shows 2 blocky areas at 1080p and 30 frames of pan.",  # counts are not scores
+        "On-screen text labels stay legible and viewers would notice the flicker.",
+    ],
+)
 def test_legitimate_text_is_accepted(good_body: str, extra: str) -> None:
     check = verify_reply(f"{good_body} {extra} Overall, Video A is clearly better than Video B.", 0.9)
     assert check.ok, check
@@ -176,9 +189,13 @@ def test_pairs_csv_round_trip_and_errors(tmp_path: Path) -> None:
     write_pairs(path, rows)
     assert read_pairs(path) == rows and read_pairs(path)[0].margin == 4.1 - 2.3
     four, five = "video_a,video_b,mos_a,mos_b\n", "video_a,video_b,mos_a,mos_b,margin\n"
-    for text, match in [(four + "a,b,1,2\nc,d,oops,2\n", "row 3"), (four + "a,b,1,7\n", r"row 2.*\[1, 5\]"),
-                        (five + "a,b,1,2,0.5\n", "row 2: margin"), (four + "a,a,1,2\n", "two different"),
-                        (four + "a,b,1,2\na,b,3,3\n", "row 3.*row 2")]:
+    for text, match in [
+        (four + "a,b,1,2\nc,d,oops,2\n", "row 3"),
+        (four + "a,b,1,7\n", r"row 2.*\[1, 5\]"),
+        (five + "a,b,1,2,0.5\n", "row 2: margin"),
+        (four + "a,a,1,2\n", "two different"),
+        (four + "a,b,1,2\na,b,3,3\n", "row 3.*row 2"),
+    ]:
         path.write_text(text)
         with pytest.raises(ValueError, match=match):
             read_pairs(path)

@@ -30,31 +30,74 @@ from datamodules.synthetic import generate_benchmark
 from datamodules.video import load_clip
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = {0: ["wrong", "good"], 1: ["leak", "leak", "leak"], 2: ["500", "good"], 3: ["429:1", "good"],
-          4: ["400"], 5: ["wrong", "wrong", "wrong"], 6: ["long", "long", "long"]}
-STATUS = {0: ("accepted", None), 1: ("rejected", "score_leak"), 2: ("accepted", None),
-          3: ("accepted", None), 4: ("failed", "http_400"), 5: ("rejected", "wrong_direction"),
-          6: ("rejected", "too_long")}
+SCRIPT = {
+    0: ["wrong", "good"],
+    1: ["leak", "leak", "leak"],
+    2: ["500", "good"],
+    3: ["429:1", "good"],
+    4: ["400"],
+    5: ["wrong", "wrong", "wrong"],
+    6: ["long", "long", "long"],
+}
+STATUS = {
+    0: ("accepted", None),
+    1: ("rejected", "score_leak"),
+    2: ("accepted", None),
+    3: ("accepted", None),
+    4: ("failed", "http_400"),
+    5: ("rejected", "wrong_direction"),
+    6: ("rejected", "too_long"),
+}
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny synthetic benchmark (16 training clips in two rating sources)."""
-    return generate_benchmark(tmp_path_factory.mktemp("syn"), seed=0, size="tiny", workers=1,
-                              progress=False)
+    return generate_benchmark(tmp_path_factory.mktemp("syn"), seed=0, size="tiny", workers=1, progress=False)
 
 
 def _pairs(bench: Path, out: Path, num: int, seed: int) -> int:
-    return main(["pairs", "--benchmark", "synthetic", "--label-file", str(bench), "--split", "train",
-                 "--num-pairs", str(num), "--seed", str(seed), "--out", str(out)])
+    return main(
+        [
+            "pairs",
+            "--benchmark",
+            "synthetic",
+            "--label-file",
+            str(bench),
+            "--split",
+            "train",
+            "--num-pairs",
+            str(num),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def _run(pairs: Path, out: Path, url: str, *extra: str) -> tuple[int, str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["run", "--pairs", str(pairs), "--out", str(out), "--base-url", url,
-                     "--model", "stand-in-model", "--video-root", str(pairs.parent / "syn"),
-                     "--backoff", "0.01", "--no-progress", *extra])
+        code = main(
+            [
+                "run",
+                "--pairs",
+                str(pairs),
+                "--out",
+                str(out),
+                "--base-url",
+                url,
+                "--model",
+                "stand-in-model",
+                "--video-root",
+                str(pairs.parent / "syn"),
+                "--backoff",
+                "0.01",
+                "--no-progress",
+                *extra,
+            ]
+        )
     return code, buf.getvalue()
 
 
@@ -72,10 +115,10 @@ def annotated(bench: Path, module_standin, tmp_path_factory: pytest.TempPathFact
     server.register(work / "syn", sorted({n for r in rows for n in r.key}))
     server.script.update({rows[k].key: plan for k, plan in SCRIPT.items()})
     server.delay = 0.2
-    code, stdout = _run(pairs, work / "rationales.jsonl", server.url, "--input", "video_url",
-                        "--concurrency", "4")
-    return SimpleNamespace(pairs=pairs, rows=rows, out=work / "rationales.jsonl", server=server,
-                           code=code, stdout=stdout, work=work)
+    code, stdout = _run(pairs, work / "rationales.jsonl", server.url, "--input", "video_url", "--concurrency", "4")
+    return SimpleNamespace(
+        pairs=pairs, rows=rows, out=work / "rationales.jsonl", server=server, code=code, stdout=stdout, work=work
+    )
 
 
 def test_pairs_command_writes_the_sft_pair_design(bench: Path, tmp_path: Path) -> None:
@@ -83,13 +126,16 @@ def test_pairs_command_writes_the_sft_pair_design(bench: Path, tmp_path: Path) -
     assert _pairs(bench, out, 12, 5) == 0
     rows = read_pairs(out)
     dm = PairwiseVideoDataModule(
-        train_sets=[BenchmarkSpec(name="synthetic", benchmark="synthetic", label_file=str(bench),
-                                  split="train")],
-        num_train_pairs=12, pair_seed=5, reasoning=False)
+        train_sets=[BenchmarkSpec(name="synthetic", benchmark="synthetic", label_file=str(bench), split="train")],
+        num_train_pairs=12,
+        pair_seed=5,
+        reasoning=False,
+    )
     dm.setup("fit")
     pl, table = dm._datasets["train"].datasets[0].pairs, dm._tables["synthetic"]
-    assert [r.key for r in rows] == [(table.names[a], table.names[b])
-                                     for a, b in zip(pl.index_a.tolist(), pl.index_b.tolist())]
+    assert [r.key for r in rows] == [
+        (table.names[a], table.names[b]) for a, b in zip(pl.index_a.tolist(), pl.index_b.tolist())
+    ]
     assert [r.margin for r in rows] == pl.margin.tolist()  # exact: MOS written at full precision
     assert all(1.0 <= r.mos_a <= 5.0 and 1.0 <= r.mos_b <= 5.0 for r in rows)
     again = tmp_path / "again.csv"
@@ -104,8 +150,7 @@ def test_run_accounts_for_every_pair_verified_and_concurrently(annotated: Simple
     for k, row in enumerate(ns.rows):
         rec = records[row.key]
         assert (rec["status"], rec["reason"]) == STATUS.get(k, ("accepted", None)), (k, rec)
-        assert (rec["model"], rec["template"], rec["input"]) == ("stand-in-model",
-                                                                 load_template().version, "video_url")
+        assert (rec["model"], rec["template"], rec["input"]) == ("stand-in-model", load_template().version, "video_url")
         if rec["status"] == "accepted":
             assert rec["rationale"].endswith(verdict_sentence(row.margin))
         if rec["status"] == "rejected":
@@ -125,8 +170,7 @@ def test_run_accounts_for_every_pair_verified_and_concurrently(annotated: Simple
     assert "failed 2 (http_400 1, video 1)" in ns.stdout
 
 
-def test_rerun_sends_nothing_and_a_torn_last_line_is_redone(annotated: SimpleNamespace,
-                                                           tmp_path: Path) -> None:
+def test_rerun_sends_nothing_and_a_torn_last_line_is_redone(annotated: SimpleNamespace, tmp_path: Path) -> None:
     ns, server = annotated, annotated.server
     out = tmp_path / "copy.jsonl"
     shutil.copy(ns.out, out)
@@ -169,18 +213,28 @@ def test_frames_input_sends_the_projects_8_frames_as_jpeg(bench: Path, standin, 
         assert int(diffs.argmin()) == k and diffs[k] < 5.0  # frame k of the project's sampling
 
 
-def test_sft_fast_dev_run_trains_on_the_accepted_rationales(annotated: SimpleNamespace,
-                                                            bench: Path) -> None:
+def test_sft_fast_dev_run_trains_on_the_accepted_rationales(annotated: SimpleNamespace, bench: Path) -> None:
     from run import main as run_main
 
     labels, data = annotated.work / "syn" / "labels.csv", annotated.work / "syn"
-    sets = [f'--data.init_args.{key}=[{{"name": "syn_{split}", "label_file": "{labels}", '
-            f'"video_root": "{data}", "split": "{split}"}}]'
-            for key, split in (("train_sets", "train"), ("val_sets", "test"), ("test_sets", "ood_content"))]
-    cli = run_main(["--config", str(REPO / "conf/sft.yaml"),
-                    "--config", str(REPO / "conf/tiny.yaml"), "--trainer.fast_dev_run=true",
-                    f"--trainer.default_root_dir={annotated.work / 'run'}",
-                    f"--data.init_args.rationale_file={annotated.out}", *sets], run=False)
+    sets = [
+        f'--data.init_args.{key}=[{{"name": "syn_{split}", "label_file": "{labels}", '
+        f'"video_root": "{data}", "split": "{split}"}}]'
+        for key, split in (("train_sets", "train"), ("val_sets", "test"), ("test_sets", "ood_content"))
+    ]
+    cli = run_main(
+        [
+            "--config",
+            str(REPO / "conf/sft.yaml"),
+            "--config",
+            str(REPO / "conf/tiny.yaml"),
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={annotated.work / 'run'}",
+            f"--data.init_args.rationale_file={annotated.out}",
+            *sets,
+        ],
+        run=False,
+    )
     before = {k: v.detach().clone() for k, v in cli.model.named_parameters() if v.requires_grad}
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step == 1 and math.isfinite(float(cli.trainer.callback_metrics["train/loss"]))
@@ -196,15 +250,34 @@ def test_sft_fast_dev_run_trains_on_the_accepted_rationales(annotated: SimpleNam
     assert used == accepted and ds.rationales == [records[k]["rationale"] for k in sorted(used)]
 
 
-def test_ctrl_c_keeps_every_written_record_and_the_rerun_finishes(annotated: SimpleNamespace, standin,
-                                                                  tmp_path: Path) -> None:
+def test_ctrl_c_keeps_every_written_record_and_the_rerun_finishes(
+    annotated: SimpleNamespace, standin, tmp_path: Path
+) -> None:
     rows = read_pairs(annotated.pairs)
     standin.register(annotated.work / "syn", sorted({n for r in rows for n in r.key} - {"gone.mp4"}))
     standin.delay = 0.4
     out = tmp_path / "r.jsonl"
-    cmd = [sys.executable, "-m", "datamodules.annotate", "run", "--pairs", str(annotated.pairs),
-           "--out", str(out), "--base-url", standin.url, "--model", "m", "--video-root",
-           str(annotated.work / "syn"), "--input", "video_url", "--concurrency", "2", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "datamodules.annotate",
+        "run",
+        "--pairs",
+        str(annotated.pairs),
+        "--out",
+        str(out),
+        "--base-url",
+        standin.url,
+        "--model",
+        "m",
+        "--video-root",
+        str(annotated.work / "syn"),
+        "--input",
+        "video_url",
+        "--concurrency",
+        "2",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while (not out.exists() or len(out.read_text().splitlines()) < 3) and time.monotonic() < deadline:

@@ -15,14 +15,27 @@ MOS = [4.5, 2.0, 3.0, 3.1, 1.5, 4.0]  # v0 .. v5; sources: v0, v3 -> s2, the res
 def _table(missing: tuple[str, ...] = ()) -> VideoTable:
     names = [f"v{k}.mp4" for k in range(len(MOS))]
     mos = np.asarray(MOS)
-    return VideoTable("toy", names, names, mos, mos.copy(), ["train"] * len(MOS), list(missing),
-                      {"source": ["s2" if k in (0, 3) else "s1" for k in range(len(MOS))]})
+    return VideoTable(
+        "toy",
+        names,
+        names,
+        mos,
+        mos.copy(),
+        ["train"] * len(MOS),
+        list(missing),
+        {"source": ["s2" if k in (0, 3) else "s1" for k in range(len(MOS))]},
+    )
 
 
 def _rec(a: int, b: int, status: str = "accepted", margin: float | None = None, **kw: object) -> dict:
     m = MOS[a] - MOS[b] if margin is None else margin
-    return {"video_a": f"v{a}.mp4", "video_b": f"v{b}.mp4", "status": status,
-            "rationale": f"Evidence {a} {b}. {verdict_sentence(m)}", **kw}
+    return {
+        "video_a": f"v{a}.mp4",
+        "video_b": f"v{b}.mp4",
+        "status": status,
+        "rationale": f"Evidence {a} {b}. {verdict_sentence(m)}",
+        **kw,
+    }
 
 
 def _records(*recs: dict) -> dict:
@@ -31,11 +44,16 @@ def _records(*recs: dict) -> dict:
 
 def test_only_accepted_consistent_present_pairs_are_used_and_counted() -> None:
     records = _records(
-        _rec(5, 1), _rec(2, 4),  # used
+        _rec(5, 1),
+        _rec(2, 4),  # used
         _rec(1, 5, margin=+2.0),  # accepted, but its verdict says A better: labels say B
-        _rec(4, 5, "rejected", reason="score_leak"), _rec(5, 2, "rejected", reason="wrong_direction"),
+        _rec(4, 5, "rejected", reason="score_leak"),
+        _rec(5, 2, "rejected", reason="wrong_direction"),
         _rec(2, 1, "failed", reason="http_500"),
-        _rec(3, 0), _rec(0, 1), _rec(0, 9, margin=1.0))  # v3 not on disk; crosses sources; not in table
+        _rec(3, 0),
+        _rec(0, 1),
+        _rec(0, 9, margin=1.0),
+    )  # v3 not on disk; crosses sources; not in table
     pairs, texts, cov = annotated_pairs(_table(missing=("v3.mp4",)), records, 10, 0, "source", "r.jsonl")
     assert sorted(zip(pairs.index_a.tolist(), pairs.index_b.tolist())) == [(2, 4), (5, 1)]
     assert np.allclose(pairs.margin, np.asarray(MOS)[pairs.index_a] - np.asarray(MOS)[pairs.index_b])

@@ -35,9 +35,19 @@ VERBATIM = [
     ("live_qualcomm", "LIVE-Qualcomm/DOVER__mp4labels.txt", 208),
     ("live_qualcomm", "LIVE-Qualcomm/MinimalisticVQA__LIVE-Qualcomm_qualcommSubjectiveData.mat", 208),
 ]
-BUNDLED = {"konvid1k": 1200, "live_vqc": 585, "lsvq_train": 28056, "lsvq_test": 7182,
-           "lsvq_1080p": 3573, "yt_gaming": 600, "waterloo_4k": 1200, "vdpve": 839,
-           "youtube_ugc": 1380, "cvd2014": 234, "live_qualcomm": 208}
+BUNDLED = {
+    "konvid1k": 1200,
+    "live_vqc": 585,
+    "lsvq_train": 28056,
+    "lsvq_test": 7182,
+    "lsvq_1080p": 3573,
+    "yt_gaming": 600,
+    "waterloo_4k": 1200,
+    "vdpve": 839,
+    "youtube_ugc": 1380,
+    "cvd2014": 234,
+    "live_qualcomm": 208,
+}
 
 
 # Verbatim names that are not in the normalised list (labels README): the official LSVQ test CSV
@@ -127,8 +137,10 @@ def test_generic_csv_scale_and_missing_files(tmp_path: Path) -> None:
 
 def test_per_row_scales_and_split_filter(tmp_path: Path) -> None:
     lst = tmp_path / "labels.csv"
-    lst.write_text("video,mos,source,split,scale_lo,scale_hi\n"
-                   "t/0.mp4,50,s100,train,0,100\nt/1.mp4,3,s5,train,1,5\nx/2.mp4,0.5,s1,test,0,1\n")
+    lst.write_text(
+        "video,mos,source,split,scale_lo,scale_hi\n"
+        "t/0.mp4,50,s100,train,0,100\nt/1.mp4,3,s5,train,1,5\nx/2.mp4,0.5,s1,test,0,1\n"
+    )
     train = read_benchmark("csv", str(lst), split="train")
     assert train.mos.tolist() == [3.0, 3.0] and train.extra["source"] == ["s100", "s5"]
     assert len(train.subset([1])) == 1 and train.subset([1]).names == ["t/1.mp4"]
@@ -145,16 +157,19 @@ def test_generic_csv_scale_column_and_one_to_five_default(tmp_path: Path) -> Non
     assert table.mos.tolist() == [1.5, 4.5] and table.split == ["all", "all"]
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("video,mos,scale\na.mp4,5,0..10\nb.mp4,50,0..10\n", r"bad.csv:3: MOS 50 lies outside"),
-    ("video,mos,scale\na.mp4,5,ten\n", r"bad.csv:2: column 'scale'"),
-    ("video,mos,scale_lo,scale_hi\na.mp4,5,10,0\n", r"bad.csv:2: scale must satisfy"),
-    ("video,mos\na.mp4,2\na.mp4,3\n", r"bad.csv:3: video 'a.mp4' already listed on line 2"),
-    ("video,mos\n,2\n", r"bad.csv:2: empty 'video'"),
-    ("video,mos\na.mp4,nan\n", r"bad.csv:2: column 'mos' is not finite"),
-    ("name,mos\na.mp4,2\n", r"bad.csv:1: missing column 'video'"),
-    ("", r"bad.csv:1: empty label file"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("video,mos,scale\na.mp4,5,0..10\nb.mp4,50,0..10\n", r"bad.csv:3: MOS 50 lies outside"),
+        ("video,mos,scale\na.mp4,5,ten\n", r"bad.csv:2: column 'scale'"),
+        ("video,mos,scale_lo,scale_hi\na.mp4,5,10,0\n", r"bad.csv:2: scale must satisfy"),
+        ("video,mos\na.mp4,2\na.mp4,3\n", r"bad.csv:3: video 'a.mp4' already listed on line 2"),
+        ("video,mos\n,2\n", r"bad.csv:2: empty 'video'"),
+        ("video,mos\na.mp4,nan\n", r"bad.csv:2: column 'mos' is not finite"),
+        ("name,mos\na.mp4,2\n", r"bad.csv:1: missing column 'video'"),
+        ("", r"bad.csv:1: empty label file"),
+    ],
+)
 def test_generic_csv_errors_name_file_and_line(tmp_path: Path, text: str, match: str) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text(text)
@@ -184,10 +199,12 @@ def test_split_needs_a_split_column_and_verbatim_errors(tmp_path: Path) -> None:
 def test_synthetic_labels_layout(tmp_path: Path) -> None:
     """The synthetic benchmark's labels.csv: per-row scales, split filter, extras kept."""
     lst = tmp_path / "labels.csv"
-    lst.write_text("video,mos,source,split,content,distortions,severities,q,scale_lo,scale_hi\n"
-                   "train/0.mp4,4.1,acr5,train,scene,noise,0.681,0.70,1,5\n"
-                   "train/1.mp4,76.1298,slider100,train,zoom_noise,downscale;stutter,0.5;0.3,0.66,0,100\n"
-                   "test/2.mp4,3.0,acr5,test,shapes,,,0.5,1,5\n")
+    lst.write_text(
+        "video,mos,source,split,content,distortions,severities,q,scale_lo,scale_hi\n"
+        "train/0.mp4,4.1,acr5,train,scene,noise,0.681,0.70,1,5\n"
+        "train/1.mp4,76.1298,slider100,train,zoom_noise,downscale;stutter,0.5;0.3,0.66,0,100\n"
+        "test/2.mp4,3.0,acr5,test,shapes,,,0.5,1,5\n"
+    )
     table = read_benchmark("csv", str(lst), split="train")
     assert table.mos == pytest.approx([4.1, 1 + 4 * 0.761298]) and table.split == ["train", "train"]
     assert table.extra["distortions"] == ["noise", "downscale;stutter"]

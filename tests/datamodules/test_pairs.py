@@ -20,8 +20,9 @@ def _table(n: int = 60, seed: int = 0, skewed: bool = False) -> VideoTable:
     rng = np.random.default_rng(seed)
     mos = np.clip(rng.normal(3.0, 0.5, n), 1, 5) if skewed else rng.uniform(1, 5, n)
     names = [f"v{k}.mp4" for k in range(n)]
-    return VideoTable("toy", names, names, mos, mos.copy(), ["train"] * n, [],
-                      {"source": ["s1" if k % 3 else "s2" for k in range(n)]})
+    return VideoTable(
+        "toy", names, names, mos, mos.copy(), ["train"] * n, [], {"source": ["s1" if k % 3 else "s2" for k in range(n)]}
+    )
 
 
 def test_pairs_stay_within_one_source_and_margins_match() -> None:

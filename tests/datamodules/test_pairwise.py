@@ -23,10 +23,16 @@ from datamodules.pairwise import (
 from datamodules.video import Clip, VideoDecodeError
 
 #   video,           mos,  source, split, scale  -> mos on [1, 5]
-ROWS = [("train/0.mp4", 2.0, "acr5", "train", 1, 5), ("train/1.mp4", 4.5, "acr5", "train", 1, 5),
-        ("train/2.mp4", 3.0, "acr5", "train", 1, 5), ("train/3.mp4", 25.0, "slider", "train", 0, 100),
-        ("train/4.mp4", 90.0, "slider", "train", 0, 100), ("train/5.mp4", 60.0, "slider", "train", 0, 100),
-        ("test/6.mp4", 3.5, "acr5", "test", 1, 5), ("test/7.mp4", 1.5, "acr5", "test", 1, 5)]
+ROWS = [
+    ("train/0.mp4", 2.0, "acr5", "train", 1, 5),
+    ("train/1.mp4", 4.5, "acr5", "train", 1, 5),
+    ("train/2.mp4", 3.0, "acr5", "train", 1, 5),
+    ("train/3.mp4", 25.0, "slider", "train", 0, 100),
+    ("train/4.mp4", 90.0, "slider", "train", 0, 100),
+    ("train/5.mp4", 60.0, "slider", "train", 0, 100),
+    ("test/6.mp4", 3.5, "acr5", "test", 1, 5),
+    ("test/7.mp4", 1.5, "acr5", "test", 1, 5),
+]
 
 
 def _write_clip(path: Path, level: int, frames: int = 16) -> None:
@@ -49,8 +55,9 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tinybench")
     with open(root / "labels.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["video", "mos", "source", "split", "content", "distortions", "severities",
-                         "q", "scale_lo", "scale_hi"])
+        writer.writerow(
+            ["video", "mos", "source", "split", "content", "distortions", "severities", "q", "scale_lo", "scale_hi"]
+        )
         for k, (video, mos, source, split, lo, hi) in enumerate(ROWS):
             _write_clip(root / video, k % 4)
             writer.writerow([video, mos, source, split, "shapes", "noise;blur", "0.5;0.2", 0.5, lo, hi])
@@ -58,16 +65,23 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _spec(labels: Path, name: str, split: str, group: str = "in_domain") -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, benchmark="synthetic", label_file=str(labels), split=split,
-                         group=group)
+    return BenchmarkSpec(name=name, benchmark="synthetic", label_file=str(labels), split=split, group=group)
 
 
 def _dm(labels: Path, **kw) -> PairwiseVideoDataModule:
-    args = dict(train_sets=[_spec(labels, "syn", "train")], val_sets=[_spec(labels, "syn_test", "test")],
-                test_sets=[_spec(labels, "syn_test", "test"),
-                           _spec(labels, "syn_ood", "test", "out_of_domain")],
-                num_train_pairs=6, num_val_pairs=1, batch_size=3, num_frames=4, motion_frames=8,
-                frame_size=32, motion_size=32, clip_cache_size=16)
+    args = dict(
+        train_sets=[_spec(labels, "syn", "train")],
+        val_sets=[_spec(labels, "syn_test", "test")],
+        test_sets=[_spec(labels, "syn_test", "test"), _spec(labels, "syn_ood", "test", "out_of_domain")],
+        num_train_pairs=6,
+        num_val_pairs=1,
+        batch_size=3,
+        num_frames=4,
+        motion_frames=8,
+        frame_size=32,
+        motion_size=32,
+        clip_cache_size=16,
+    )
     args.update(kw)
     return PairwiseVideoDataModule(**args)
 
@@ -108,22 +122,27 @@ def test_pairs_are_deterministic_and_reasoning_off_gives_empty_rationales(bench:
 
 
 def _note(a: str, b: str, margin: float, status: str = "accepted", **kw: object) -> str:
-    return json.dumps({"video_a": a, "video_b": b, "status": status,
-                       "rationale": f"{a} vs {b}. {verdict_sentence(margin)}", **kw}) + "\n"
+    return (
+        json.dumps(
+            {"video_a": a, "video_b": b, "status": status, "rationale": f"{a} vs {b}. {verdict_sentence(margin)}", **kw}
+        )
+        + "\n"
+    )
 
 
-def test_rationale_file_supplies_the_training_pairs_and_reports_coverage(bench: Path,
-                                                                          tmp_path: Path) -> None:
+def test_rationale_file_supplies_the_training_pairs_and_reports_coverage(bench: Path, tmp_path: Path) -> None:
     notes = tmp_path / "notes.jsonl"
-    notes.write_text(_note("train/1.mp4", "train/0.mp4", 2.5) + _note("train/4.mp4", "train/5.mp4", 4.6 - 3.4)
-                     + _note("train/2.mp4", "train/1.mp4", -1.5, "rejected", reason="score_leak")
-                     + _note("train/3.mp4", "train/5.mp4", -1.4, "failed", reason="timeout")
-                     + _note("train/0.mp4", "train/2.mp4", 1.0))  # verdict disagrees: B is better
+    notes.write_text(
+        _note("train/1.mp4", "train/0.mp4", 2.5)
+        + _note("train/4.mp4", "train/5.mp4", 4.6 - 3.4)
+        + _note("train/2.mp4", "train/1.mp4", -1.5, "rejected", reason="score_leak")
+        + _note("train/3.mp4", "train/5.mp4", -1.4, "failed", reason="timeout")
+        + _note("train/0.mp4", "train/2.mp4", 1.0)
+    )  # verdict disagrees: B is better
     dm = _dm(bench, rationale_file=str(notes), batch_size=4)
     batch = next(iter(dm.train_dataloader()))
     got = sorted(zip(batch.rationale, batch.margin.tolist()))
-    assert [r.split(" Overall")[0] for r, _ in got] == ["train/1.mp4 vs train/0.mp4.",
-                                                         "train/4.mp4 vs train/5.mp4."]
+    assert [r.split(" Overall")[0] for r, _ in got] == ["train/1.mp4 vs train/0.mp4.", "train/4.mp4 vs train/5.mp4."]
     assert [m for _, m in got] == [pytest.approx(2.5), pytest.approx(1.2)]
     (cov,) = dm.rationale_coverage
     assert (cov.listed, cov.used, cov.disagree) == (5, 2, 1)
@@ -151,8 +170,10 @@ def test_eval_items_are_single_videos_and_sets_grouped(bench: Path) -> None:
     assert batch.mos.tolist() == [3.5, 1.5, 3.5]
     sets = dm.eval_sets("test")
     assert all(isinstance(s, EvalSet) for s in sets)
-    assert [(s.name, s.group, len(s.table)) for s in sets] == [("syn_test", "in_domain", 2),
-                                                               ("syn_ood", "out_of_domain", 2)]
+    assert [(s.name, s.group, len(s.table)) for s in sets] == [
+        ("syn_test", "in_domain", 2),
+        ("syn_ood", "out_of_domain", 2),
+    ]
     clip = dm.get_clip("syn_ood", 1)
     assert dm.get_clip("syn_ood", 1) is clip  # LRU-cached decode
     with pytest.raises(KeyError, match="known"):
@@ -194,8 +215,9 @@ def test_predict_from_folder_marks_corrupt_files(bench: Path, tmp_path: Path) ->
     for f in sorted((bench.parent / "train").glob("*.mp4"))[:3]:
         shutil.copy(f, folder / f.name)
     (folder / "broken.mp4").write_bytes(b"\x00" * 64)
-    dm = PairwiseVideoDataModule(videos=str(folder), num_frames=4, motion_frames=8, frame_size=32,
-                                 motion_size=32, eval_batch_size=8)
+    dm = PairwiseVideoDataModule(
+        videos=str(folder), num_frames=4, motion_frames=8, frame_size=32, motion_size=32, eval_batch_size=8
+    )
     with pytest.warns(UserWarning, match="broken.mp4"):
         batch = next(iter(dm.predict_dataloader()))
     k = batch.name.index("broken.mp4")
@@ -209,8 +231,9 @@ def test_predict_from_csv_with_optional_mos_and_anchors(bench: Path) -> None:
     lst.write_text("video,mos\ntrain/0.mp4,80\ntrain/1.mp4,\n")
     anchors = bench.parent / "anchors.csv"
     anchors.write_text("video,mos\ntrain/2.mp4,70\n")
-    dm = PairwiseVideoDataModule(videos=str(lst), anchors=str(anchors), num_frames=4, motion_frames=8,
-                                 frame_size=32, motion_size=32)
+    dm = PairwiseVideoDataModule(
+        videos=str(lst), anchors=str(anchors), num_frames=4, motion_frames=8, frame_size=32, motion_size=32
+    )
     table = dm.eval_sets("predict")[0].table
     assert np.isnan(table.mos).all() and table.mos_raw[0] == 80.0 and np.isnan(table.mos_raw[1])
     assert dm.anchor_table().mos_raw.tolist() == [70.0]

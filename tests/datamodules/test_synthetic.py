@@ -32,8 +32,7 @@ from datamodules.synthetic_distort import (
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny benchmark made with 2 worker processes."""
-    return generate_benchmark(tmp_path_factory.mktemp("syn_a"), seed=3, size="tiny", workers=2,
-                              progress=False)
+    return generate_benchmark(tmp_path_factory.mktemp("syn_a"), seed=3, size="tiny", workers=2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +68,7 @@ def test_clips_are_decodable_mp4_with_expected_shape(bench: Path, rows: list[dic
         assert frames.std() > 1.0  # real content, not a blank clip
 
 
-def test_same_seed_is_identical_and_regeneration_is_skipped(bench: Path, rows: list[dict],
-                                                             tmp_path: Path) -> None:
+def test_same_seed_is_identical_and_regeneration_is_skipped(bench: Path, rows: list[dict], tmp_path: Path) -> None:
     other = generate_benchmark(tmp_path, seed=3, size="tiny", workers=1, progress=False)
     assert other.read_bytes() == bench.read_bytes()
     video = rows[5]["video"]
@@ -115,7 +113,7 @@ def test_sources_calibrate_differently() -> None:
     curves = {name: (s.used[0] + (s.used[1] - s.used[0]) * s.curve_value(grid)) for name, s in SOURCES.items()}
     names = list(curves)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert np.abs(curves[a] - curves[b]).max() > 0.1, (a, b)
 
 

@@ -35,16 +35,22 @@ def test_rationale_is_truthful(margin: float) -> None:
             assert "about the same" in text
         else:
             better = "A" if margin > 0 else "B"
-            assert f"Video {better} is" in text or f"Video {better} looks" in text or \
-                f"favours Video {better}" in text, text
+            assert (
+                f"Video {better} is" in text or f"Video {better} looks" in text or f"favours Video {better}" in text
+            ), text
             assert "about the same" not in text
 
 
 def test_rationale_for_table_reads_extra_columns() -> None:
     # pandas parses single-valued cells as float: both forms must work
-    table = SimpleNamespace(benchmark="synthetic", extra={
-        "content": ["shapes", "zoom_noise"], "distortions": ["downscale;color", "noise"],
-        "severities": ["0.700;0.100", 0.25]})
+    table = SimpleNamespace(
+        benchmark="synthetic",
+        extra={
+            "content": ["shapes", "zoom_noise"],
+            "distortions": ["downscale;color", "noise"],
+            "severities": ["0.700;0.100", 0.25],
+        },
+    )
     text = rationale_for_table(table, 0, 1, margin=-0.9)
     assert "resolution" in text and "colour" in text and "noise" in text
     assert "Video B is clearly better" in text or "favours Video B" in text or "Video B looks" in text
@@ -66,13 +72,17 @@ def test_single_rationale_is_truthful(mos: float) -> None:
 
 
 def test_single_rationale_for_table_reads_row() -> None:
-    table = SimpleNamespace(benchmark="synthetic", mos=np.array([4.6, 1.2]), extra={
-        "content": ["shapes", "zoom_noise"], "distortions": ["", "noise;blur"], "severities": ["", "0.9;0.2"]})
+    table = SimpleNamespace(
+        benchmark="synthetic",
+        mos=np.array([4.6, 1.2]),
+        extra={"content": ["shapes", "zoom_noise"], "distortions": ["", "noise;blur"], "severities": ["", "0.9;0.2"]},
+    )
     clean, noisy = single_rationale_for_table(table, 0), single_rationale_for_table(table, 1)
     assert "without visible artefacts" in clean and "excellent" in clean
     assert "noise" in noisy and "blur" in noisy and "bad" in noisy
     assert noisy.index("noise") < noisy.index("blur")  # most severe first
     assert noisy == single_rationale_for_table(table, 1)  # deterministic per video
     with pytest.raises(KeyError, match="severities"):
-        single_rationale_for_table(SimpleNamespace(benchmark="x", mos=[3.0], extra={"content": ["a"],
-                                                   "distortions": [""]}), 0)
+        single_rationale_for_table(
+            SimpleNamespace(benchmark="x", mos=[3.0], extra={"content": ["a"], "distortions": [""]}), 0
+        )

@@ -64,9 +64,7 @@ def green(frames: torch.Tensor) -> torch.Tensor:
 
 
 def test_shapes_sampling_and_metadata(clip_dir: Path) -> None:
-    clip = load_clip(
-        clip_dir / "plain.mp4", num_frames=8, motion_frames=16, size=32, motion_size=24, alpha=4
-    )
+    clip = load_clip(clip_dir / "plain.mp4", num_frames=8, motion_frames=16, size=32, motion_size=24, alpha=4)
     assert isinstance(clip, Clip)
     assert clip.frames.dtype == torch.uint8 and clip.motion.dtype == torch.uint8
     assert tuple(clip.frames.shape) == (8, 3, 32, 48)  # short side 32, aspect 3:2 kept
@@ -141,17 +139,13 @@ def test_backends_agree(clip_dir: Path) -> None:
     for name in ("pyav", "decord", "torchcodec"):
         try:
             # 40 px: decord 0.6 fails its buffer-size check on some output sizes (e.g. 72x48)
-            clips[name] = load_clip(
-                clip_dir / "plain.mp4", size=40, motion_size=40, motion_frames=16, backend=name
-            )
+            clips[name] = load_clip(clip_dir / "plain.mp4", size=40, motion_size=40, motion_frames=16, backend=name)
         except VideoDecodeError as err:
             assert "unavailable" in err.reason, err.reason
     assert {"pyav", "decord"} <= set(clips)
     ref = clips["pyav"]
     for name, clip in clips.items():
-        assert (
-            clip.backend == name and clip.frames.shape == ref.frames.shape and clip.key == ref.key
-        )
+        assert clip.backend == name and clip.frames.shape == ref.frames.shape and clip.key == ref.key
         assert (clip.frames.float() - ref.frames.float()).abs().mean() < 4.0, name
         assert (clip.motion.float() - ref.motion.float()).abs().mean() < 4.0, name
 
@@ -196,9 +190,7 @@ def _bad_files(root: Path, good: Path) -> dict[str, Path]:
     with av.open(str(root / "audio.m4a"), "w") as container:
         stream = container.add_stream("aac", rate=16000)
         for i in range(5):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
-            )
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
             frame.sample_rate, frame.pts = 16000, i * 1024
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -264,9 +256,7 @@ def test_variable_frame_rate_sampled_uniformly_in_time(tmp_path: Path) -> None:
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
         stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
         for i, t in enumerate(times_ms):
-            frame = av.VideoFrame.from_ndarray(
-                np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24"
-            )
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
             frame.pts, frame.time_base = t, Fraction(1, 1000)
             for packet in stream.encode(frame):
                 container.mux(packet)

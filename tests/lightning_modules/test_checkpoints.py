@@ -12,7 +12,12 @@ import torch
 from lightning_modules import checkpoints as ck
 from lightning_modules.versusq import VersusQModule
 
-HPARAMS = {"motion_frames": 8, "head_hidden": 16, "max_new_tokens": 12, "_class_path": "lightning_modules.versusq.VersusQModule"}
+HPARAMS = {
+    "motion_frames": 8,
+    "head_hidden": 16,
+    "max_new_tokens": 12,
+    "_class_path": "lightning_modules.versusq.VersusQModule",
+}
 CLIENT = {"hyper_parameters": HPARAMS, "global_step": 3, "epoch": 0, "pytorch-lightning_version": lightning.__version__}
 
 
@@ -24,23 +29,25 @@ def trained() -> VersusQModule:
 FolderMaker = Callable[..., Path]
 
 
-def test_settings_readable_without_deepspeed(tmp_path: Path, trained: VersusQModule,
-                                             deepspeed_folder: FolderMaker) -> None:
+def test_settings_readable_without_deepspeed(
+    tmp_path: Path, trained: VersusQModule, deepspeed_folder: FolderMaker
+) -> None:
     folder = deepspeed_folder(tmp_path, trained.state_dict(), CLIENT)
     assert ck.is_deepspeed_checkpoint(folder) and ck.load_hparams(folder) == HPARAMS
 
 
-def test_weights_need_deepspeed_clear_error(tmp_path: Path, trained: VersusQModule,
-                                            deepspeed_folder: FolderMaker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_need_deepspeed_clear_error(
+    tmp_path: Path, trained: VersusQModule, deepspeed_folder: FolderMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(ck, "_DEEPSPEED", False)
     folder = deepspeed_folder(tmp_path, trained.state_dict(), CLIENT)
     with pytest.raises(ImportError, match=r"DeepSpeed \(ZeRO\) checkpoint folder.*pip install 'versusq\[deepspeed\]'"):
         ck.load_state_dict(folder)
 
 
-def test_folder_consolidated_once_and_used_by_init_from(tmp_path: Path, trained: VersusQModule,
-                                                         deepspeed_folder: FolderMaker,
-                                                         fake_deepspeed: Callable[..., list[Path]]) -> None:
+def test_folder_consolidated_once_and_used_by_init_from(
+    tmp_path: Path, trained: VersusQModule, deepspeed_folder: FolderMaker, fake_deepspeed: Callable[..., list[Path]]
+) -> None:
     folder = deepspeed_folder(tmp_path, trained.state_dict(), CLIENT)
     consolidated = fake_deepspeed(trained.state_dict())
     module = VersusQModule(motion_frames=8, head_hidden=16, init_from=str(folder))
@@ -52,8 +59,7 @@ def test_folder_consolidated_once_and_used_by_init_from(tmp_path: Path, trained:
     assert consolidated == [folder]
 
 
-def test_paths_that_are_not_checkpoints(tmp_path: Path, trained: VersusQModule,
-                                        deepspeed_folder: FolderMaker) -> None:
+def test_paths_that_are_not_checkpoints(tmp_path: Path, trained: VersusQModule, deepspeed_folder: FolderMaker) -> None:
     folder = deepspeed_folder(tmp_path, trained.state_dict(), CLIENT)
     with pytest.raises(ValueError, match=f"pass its folder {folder}"):
         ck.load_state_dict(folder / "checkpoint")

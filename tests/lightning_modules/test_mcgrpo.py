@@ -39,10 +39,15 @@ def _pairs(make_clip: object, n: int) -> PairBatch:
     """``n`` (1 or 2) real pairs with margins +1.5 / -0.8 (clip brightness per ``SCALES``)."""
     pairs = [(0, 2), (1, 3)][:n]
     clips = {k: make_clip(k, size=32, frames=4, scale=s) for k, s in SCALES.items()}  # type: ignore[operator]
-    return PairBatch(clips_a=[clips[i] for i, _ in pairs], clips_b=[clips[j] for _, j in pairs],
-                     margin=torch.tensor([1.5, -0.8])[:n], rationale=RATIONALES[:n],
-                     benchmark=["synthetic"] * n, index_a=torch.tensor([i for i, _ in pairs]),
-                     index_b=torch.tensor([j for _, j in pairs]))
+    return PairBatch(
+        clips_a=[clips[i] for i, _ in pairs],
+        clips_b=[clips[j] for _, j in pairs],
+        margin=torch.tensor([1.5, -0.8])[:n],
+        rationale=RATIONALES[:n],
+        benchmark=["synthetic"] * n,
+        index_a=torch.tensor([i for i, _ in pairs]),
+        index_b=torch.tensor([j for _, j in pairs]),
+    )
 
 
 def _sft_checkpoint(path: Path, batch: PairBatch, seed: int, steps: int = 40) -> str:
@@ -65,8 +70,9 @@ def sft_ckpt(tmp_path_factory: pytest.TempPathFactory, make_clip: object) -> str
 
 
 def _grpo_module(init_from: str, **kwargs: object) -> VersusQModule:
-    module = VersusQModule(motion_frames=MOTION_FRAMES, phase="mcgrpo", init_from=init_from,
-                           max_new_tokens=16, **kwargs)
+    module = VersusQModule(
+        motion_frames=MOTION_FRAMES, phase="mcgrpo", init_from=init_from, max_new_tokens=16, **kwargs
+    )
     RolloutCallback(engine="hf").setup(SimpleNamespace(global_step=0), module, "fit")  # type: ignore[arg-type]
     return module
 
@@ -75,8 +81,7 @@ def _mean_reward(module: VersusQModule, batch: PairBatch) -> float:
     torch.manual_seed(1234)
     r = HFRollout(temperature=1.0, top_p=1.0).generate(module.model, batch, 16, max_new_tokens=16)
     with torch.no_grad():
-        _, h = module.model.forward_responses(module.model.build_prompt_inputs(batch), r.response_ids,
-                                              r.response_mask)
+        _, h = module.model.forward_responses(module.model.build_prompt_inputs(batch), r.response_ids, r.response_mask)
     target = batch.margin.repeat_interleave(16)
     return obj.total_reward(module.model.head(h), target, tpl.is_valid(r.texts)).mean().item()
 
@@ -114,8 +119,9 @@ def _train(module: VersusQModule, batch: PairBatch, opt: torch.optim.Optimizer, 
 
 
 @pytest.mark.parametrize("flipped", [False, True])
-def test_mcgrpo_raises_mean_reward(sft_ckpt: str, make_clip: object, flipped: bool,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mcgrpo_raises_mean_reward(
+    sft_ckpt: str, make_clip: object, flipped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if flipped:
         _flip_advantages(monkeypatch)
     module = _grpo_module(sft_ckpt)
@@ -137,8 +143,9 @@ def test_mcgrpo_raises_mean_reward(sft_ckpt: str, make_clip: object, flipped: bo
 
 
 @pytest.mark.parametrize("flipped", [False, True])
-def test_policy_gradient_alone_follows_the_advantage(sft_ckpt: str, make_clip: object, flipped: bool,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_policy_gradient_alone_follows_the_advantage(
+    sft_ckpt: str, make_clip: object, flipped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """lambda_aux = 0 and the head frozen: only the clipped policy loss (+ KL) moves the model."""
     if flipped:
         _flip_advantages(monkeypatch)
@@ -168,13 +175,25 @@ def test_ppo_epochs_make_the_clip_act(sft_ckpt: str, make_clip: object, monkeypa
         return terms
 
     monkeypatch.setattr(obj, "mcgrpo_loss", recording)
-    module = VersusQModule(motion_frames=MOTION_FRAMES, phase="mcgrpo", init_from=sft_ckpt, lr_grpo=1e-3,
-                           ppo_epochs=3, max_new_tokens=8, num_generations=4)
-    trainer = Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
+    module = VersusQModule(
+        motion_frames=MOTION_FRAMES,
+        phase="mcgrpo",
+        init_from=sft_ckpt,
+        lr_grpo=1e-3,
+        ppo_epochs=3,
+        max_new_tokens=8,
+        num_generations=4,
+    )
+    trainer = Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     torch.manual_seed(0)
-    trainer.fit(module, train_dataloaders=DataLoader([_pairs(make_clip, 1)], batch_size=None,
-                                                     collate_fn=lambda b: b))
+    trainer.fit(module, train_dataloaders=DataLoader([_pairs(make_clip, 1)], batch_size=None, collate_fn=lambda b: b))
     assert len(fractions) == 3 and fractions[0] == 0.0, fractions
     assert max(fractions[1:]) > 0.0, fractions
     assert float(trainer.callback_metrics["train/clip_frac"]) == fractions[-1]
@@ -235,13 +254,9 @@ def test_mcgrpo_trainer_fit_moves_policy(sft_ckpt: str, ppo_epochs: int, make_cl
         enable_model_summary=False,
     )  # no RolloutCallback configured: the module adds the default HF one
     batches = [_pairs(make_clip, 1), _pairs(make_clip, 1)]
-    trainer.fit(
-        module, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b)
-    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, collate_fn=lambda b: b))
     assert trainer.global_step == 2 * ppo_epochs  # K optimiser steps per rollout batch
-    moved = [
-        not torch.equal(p, before[n]) for n, p in module.model.named_parameters() if n in before
-    ]
+    moved = [not torch.equal(p, before[n]) for n, p in module.model.named_parameters() if n in before]
     assert any(moved)
     assert "train/reward_mean" in trainer.callback_metrics
 
@@ -254,8 +269,15 @@ def _fixed_rollouts(module: VersusQModule, batch: object, texts: list[str]) -> N
         ids, mask = model.response_tokens(texts)
         old = model.response_logprobs(model.build_prompt_inputs(b), ids, mask).detach()
         n = len(texts) // module.hparams.num_generations
-        return Rollouts(ids, mask, old, list(texts), torch.arange(n).repeat_interleave(module.hparams.num_generations),
-                        module.hparams.num_generations, 1.0)
+        return Rollouts(
+            ids,
+            mask,
+            old,
+            list(texts),
+            torch.arange(n).repeat_interleave(module.hparams.num_generations),
+            module.hparams.num_generations,
+            1.0,
+        )
 
     module.rollout = SimpleNamespace(generate=generate)  # type: ignore[attr-defined]
 

@@ -181,9 +181,7 @@ def test_mcgrpo_loss_is_sum_of_terms() -> None:
         beta=0.1,
         lambda_aux=0.5,
     )
-    assert out.loss.item() == pytest.approx(
-        out.policy.item() + 0.1 * out.kl.item() + 0.5 * out.aux.item(), rel=1e-6
-    )
+    assert out.loss.item() == pytest.approx(out.policy.item() + 0.1 * out.kl.item() + 0.5 * out.aux.item(), rel=1e-6)
     assert out.kl > 0
 
 
@@ -215,8 +213,15 @@ def test_truncated_is_weight_caps_and_ignores_missing() -> None:
 
 def test_is_weight_scales_the_surrogate_not_the_kl() -> None:
     logp = torch.zeros(2, 3, requires_grad=True)
-    base = dict(logp_old=torch.zeros(2, 3), logp_ref=torch.full((2, 3), -0.5), advantages=torch.tensor([1.0, 0.5]),
-                mask=torch.ones(2, 3), pred=torch.zeros(2), target=torch.zeros(2), lambda_aux=0.0)
+    base = dict(
+        logp_old=torch.zeros(2, 3),
+        logp_ref=torch.full((2, 3), -0.5),
+        advantages=torch.tensor([1.0, 0.5]),
+        mask=torch.ones(2, 3),
+        pred=torch.zeros(2),
+        target=torch.zeros(2),
+        lambda_aux=0.0,
+    )
     plain = obj.mcgrpo_loss(logp, **base)
     weighted = obj.mcgrpo_loss(logp, **base, is_weight=torch.full((2, 3), 2.0))
     assert weighted.policy.item() == pytest.approx(2 * plain.policy.item()) and plain.policy.item() != 0

@@ -38,7 +38,9 @@ def test_whole_module_in_bf16_runs_a_training_step(buffers: bool, phase: str, ma
     loss = module.training_step(batch, 0)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
-    grads = [p.grad for p in module.model.head.parameters()] + [p.grad for p in module.model.motion_projector.parameters()]
+    grads = [p.grad for p in module.model.head.parameters()] + [
+        p.grad for p in module.model.motion_projector.parameters()
+    ]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(p.grad is not None for n, p in module.model.vlm.named_parameters() if "language_model" in n)
     margins, _, _ = module.predict_margin(batch)  # inference in bf16 too

@@ -58,8 +58,12 @@ def test_reasoning_flag_decides_the_think_block() -> None:
 def test_ntp_readout_needs_a_closed_number() -> None:
     good = tpl.parse_response("<think>x</think><answer> -0.40 </answer>", "ntp")
     assert good.valid and good.number == pytest.approx(-0.4) and good.rationale == "x"
-    for text in ("<think>x</think><answer>-0.40", "<think>x</think><answer>big</answer>",
-                 "<think>x</think><answer>1</answer> more", "<think>x</think><answer>"):
+    for text in (
+        "<think>x</think><answer>-0.40",
+        "<think>x</think><answer>big</answer>",
+        "<think>x</think><answer>1</answer> more",
+        "<think>x</think><answer>",
+    ):
         parsed = tpl.parse_response(text, "ntp")
         assert not parsed.valid and math.isnan(parsed.number), text
     with pytest.raises(ValueError, match=r"allowed: \['head', 'ntp'\]"):
@@ -82,12 +86,14 @@ def test_generated_and_full_response_text() -> None:
 
 
 def test_response_lengths_end_token_inclusive_pad_exclusive() -> None:
-    ids = torch.tensor([
-        [1, 5, 9, 0, 0],  # end token 9 -> 3
-        [1, 5, 6, 5, 6],  # runs to the budget -> 5
-        [5, 5, 0, 0, 0],  # padded without an end token -> 2
-        [9, 0, 0, 0, 0],  # end first -> 1
-    ])
+    ids = torch.tensor(
+        [
+            [1, 5, 9, 0, 0],  # end token 9 -> 3
+            [1, 5, 6, 5, 6],  # runs to the budget -> 5
+            [5, 5, 0, 0, 0],  # padded without an end token -> 2
+            [9, 0, 0, 0, 0],  # end first -> 1
+        ]
+    )
     lengths = tpl.response_lengths(ids, [9], pad_id=0)
     assert lengths.tolist() == [3, 5, 2, 1]
     assert tpl.response_lengths(ids, [9, 0], pad_id=0).tolist() == [3, 5, 3, 1]  # pad is an end id
@@ -98,7 +104,13 @@ def test_response_lengths_end_token_inclusive_pad_exclusive() -> None:
 
 def test_template_version_covers_every_text() -> None:
     """Change a prompt or the response template -> bump TEMPLATE_VERSION (journals key on it)."""
-    texts = [tpl.pair_prompt("[A]", "[B]"), tpl.single_prompt("[V]"), tpl.video_block("[V]", 2),
-             tpl.response_text("r", "+0.10"), tpl.end_tokens("head"), tpl.end_tokens("ntp")]
+    texts = [
+        tpl.pair_prompt("[A]", "[B]"),
+        tpl.single_prompt("[V]"),
+        tpl.video_block("[V]", 2),
+        tpl.response_text("r", "+0.10"),
+        tpl.end_tokens("head"),
+        tpl.end_tokens("ntp"),
+    ]
     digest = hashlib.sha256(repr(texts).encode()).hexdigest()[:16]
     assert (tpl.TEMPLATE_VERSION, digest) == ("versusq-chat-1", "3f450af70b9392f1")

@@ -13,14 +13,23 @@ from lightning_modules.versusq import VersusQModule
 
 
 def _trainer(world_size: int, batch_size: int, accumulate: int = 1) -> SimpleNamespace:
-    return SimpleNamespace(world_size=world_size, accumulate_grad_batches=accumulate,
-                           datamodule=SimpleNamespace(hparams={"batch_size": batch_size}))
+    return SimpleNamespace(
+        world_size=world_size,
+        accumulate_grad_batches=accumulate,
+        datamodule=SimpleNamespace(hparams={"batch_size": batch_size}),
+    )
 
 
-@pytest.mark.parametrize(("world", "batch", "global_batch", "expected"), [
-    (1, 1, 8, 8), (8, 1, 8, 1),  # SFT: 8 pairs per step on 1 or 8 GPUs
-    (1, 2, 48, 24), (8, 2, 48, 3), (24, 2, 48, 1),  # MC-GRPO: 48 prompts
-])
+@pytest.mark.parametrize(
+    ("world", "batch", "global_batch", "expected"),
+    [
+        (1, 1, 8, 8),
+        (8, 1, 8, 1),  # SFT: 8 pairs per step on 1 or 8 GPUs
+        (1, 2, 48, 24),
+        (8, 2, 48, 3),
+        (24, 2, 48, 1),  # MC-GRPO: 48 prompts
+    ],
+)
 def test_accumulation_keeps_the_global_batch(world: int, batch: int, global_batch: int, expected: int) -> None:
     trainer = _trainer(world, batch)
     training.set_accumulation(trainer, global_batch, manual=False)
@@ -75,8 +84,9 @@ def test_handoff_keeps_float32_values_under_bf16_storage(tmp_path: Any) -> None:
             if p.requires_grad:
                 p.add_(1e-4 * torch.randn_like(p))  # below bf16 resolution for most weights
     torch.save({"state_dict": sft.state_dict()}, tmp_path / "sft.ckpt")
-    grpo = VersusQModule(motion_frames=8, head_hidden=16, dtype="bfloat16", phase="mcgrpo",
-                         init_from=str(tmp_path / "sft.ckpt"))
+    grpo = VersusQModule(
+        motion_frames=8, head_hidden=16, dtype="bfloat16", phase="mcgrpo", init_from=str(tmp_path / "sft.ckpt")
+    )
     saved, loaded = sft.state_dict(), grpo.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in saved.items())
     assert loaded["model.head.net.1.weight"].dtype == torch.float32

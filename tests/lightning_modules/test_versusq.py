@@ -40,8 +40,9 @@ def test_prompt_holds_both_videos_and_motion(module: VersusQModule, make_pair_ba
     assert text.index("Video A:") < text.index("Video B:") and text.endswith("<|im_start|>assistant\n")
 
 
-def test_reg_position_and_loss_mask(module: VersusQModule, make_pair_batch: Any,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reg_position_and_loss_mask(
+    module: VersusQModule, make_pair_batch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = module.model
     batch = make_pair_batch([(0, 1), (2, 3)], rationales=RATIONALES)
     ids, mask = model.response_tokens([tpl.generated_text(r) for r in RATIONALES])
@@ -87,7 +88,8 @@ def test_motion_tokens_reach_the_llm(module: VersusQModule, make_pair_batch: Any
 
 
 def test_sft_step_uses_the_tested_loss_and_updates_trainable_parts_only(
-        make_pair_batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_pair_batch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     m = VersusQModule(motion_frames=MOTION_FRAMES, head_hidden=32, seed=1)
     calls = []
     real = objectives.sft_loss
@@ -120,14 +122,19 @@ def test_predict_margin_caches_encoders_and_counts_forced(module: VersusQModule,
     assert module.model.encoder_calls == after  # second call on the same clips: 0 encoder calls
 
 
-def test_validity_rule_decides_forced(module: VersusQModule, make_pair_batch: Any,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validity_rule_decides_forced(
+    module: VersusQModule, make_pair_batch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = module.model.token_ids
     think, think_end, answer, im_end = (ids[t] for t in (tpl.THINK, tpl.THINK_END, tpl.ANSWER, "<|im_end|>"))
     space = module.model.tokenizer(" ", add_special_tokens=False).input_ids[0]
-    fixed = torch.tensor([[think, 50, think_end, answer, 0],  # valid
-                          [think, space, think_end, answer, 0],  # blank rationale: invalid
-                          [think, 51, 52, think_end, im_end]])  # no <answer>: invalid
+    fixed = torch.tensor(
+        [
+            [think, 50, think_end, answer, 0],  # valid
+            [think, space, think_end, answer, 0],  # blank rationale: invalid
+            [think, 51, 52, think_end, im_end],
+        ]
+    )  # no <answer>: invalid
     monkeypatch.setattr(module.model, "generate_responses", lambda inputs, k=1, **kw: fixed)
     seen: list[torch.Tensor] = []
     forward = module.model.forward_responses
@@ -145,13 +152,18 @@ def test_validity_rule_decides_forced(module: VersusQModule, make_pair_batch: An
     assert kept.count(answer) == 3 and im_end not in kept
 
 
-def test_ntp_readout_without_number_is_nan_not_forced(module: VersusQModule, make_pair_batch: Any,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ntp_readout_without_number_is_nan_not_forced(
+    module: VersusQModule, make_pair_batch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = module.model.token_ids
     think, think_end, answer, answer_end = (ids[t] for t in (tpl.THINK, tpl.THINK_END, tpl.ANSWER, tpl.ANSWER_END))
     digit = module.model.tokenizer("2", add_special_tokens=False).input_ids
-    fixed = torch.tensor([[think, 50, think_end, answer, *digit, answer_end],
-                          [think, 50, think_end, answer, 51, answer_end][: 4 + len(digit) + 1]])
+    fixed = torch.tensor(
+        [
+            [think, 50, think_end, answer, *digit, answer_end],
+            [think, 50, think_end, answer, 51, answer_end][: 4 + len(digit) + 1],
+        ]
+    )
     monkeypatch.setattr(module.model, "generate_responses", lambda inputs, k=1, **kw: fixed)
     monkeypatch.setattr(module.model, "readout", "ntp")
     fails0 = module.parse_failures
@@ -166,7 +178,8 @@ def test_placeholders_are_never_generated(module: VersusQModule, make_pair_batch
     assert len(never) == 8  # <reg>, 3 motion tokens, video/image pads, vision start/end
     boost = torch.tensor(never)
     handle = model.vlm.lm_head.register_forward_hook(
-        lambda mod, args, out: out.index_add(-1, boost, torch.full((*out.shape[:-1], len(never)), 1e4)))
+        lambda mod, args, out: out.index_add(-1, boost, torch.full((*out.shape[:-1], len(never)), 1e4))
+    )
     try:
         inputs = model.build_prompt_inputs(make_pair_batch([(0, 1)]))
         ids = model.generate_responses(inputs, 2, do_sample=True, temperature=1.0, max_new_tokens=6)
@@ -191,8 +204,9 @@ def test_checkpoint_id_and_bad_options(module: VersusQModule, make_pair_batch: A
 
 
 # ---------------------------------------------------------------------------- identity
-def test_comparison_identity_tracks_weights_and_settings(module: VersusQModule,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_comparison_identity_tracks_weights_and_settings(
+    module: VersusQModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = module.comparison_identity()
     json.dumps(first)  # journal headers store it
     assert first["template_version"] == tpl.TEMPLATE_VERSION and first["backbone"] == "tiny"
@@ -200,17 +214,25 @@ def test_comparison_identity_tracks_weights_and_settings(module: VersusQModule,
     monkeypatch.setattr(vq, "weights_digest", lambda named: hashed.append(1) or "x" * 32)
     assert module.comparison_identity() == first and not hashed  # cached: nothing re-hashed
     monkeypatch.undo()
-    for name, tensor in [("head", module.model.head.net[1].weight),
-                         ("llm", module.model.vlm.model.language_model.layers[0].mlp.up_proj.weight),
-                         ("buffer", next(b for b in module.buffers() if b.is_floating_point()))]:
+    for name, tensor in [
+        ("head", module.model.head.net[1].weight),
+        ("llm", module.model.vlm.model.language_model.layers[0].mlp.up_proj.weight),
+        ("buffer", next(b for b in module.buffers() if b.is_floating_point())),
+    ]:
         with torch.no_grad():
             tensor[0].add_(1e-3)
         changed = module.comparison_identity()
         assert changed["weights"] != first["weights"], name
         with torch.no_grad():
             tensor[0].sub_(1e-3)
-    for key, value in [("max_new_tokens", 9), ("temperature", 0.7), ("readout", "ntp"),
-                       ("target", "pointwise"), ("reasoning", False), ("backbone", "other")]:
+    for key, value in [
+        ("max_new_tokens", 9),
+        ("temperature", 0.7),
+        ("readout", "ntp"),
+        ("target", "pointwise"),
+        ("reasoning", False),
+        ("backbone", "other"),
+    ]:
         old = module.hparams[key]
         module.hparams[key] = value
         try:
@@ -233,25 +255,31 @@ def test_same_checkpoint_twice_same_identity(tmp_path: Path) -> None:
 def test_pre_split_checkpoints_still_load(tmp_path: Path) -> None:
     trained = VersusQModule(motion_frames=MOTION_FRAMES, head_hidden=32, seed=3)
     # before the split: the VLM was `model.*`, the other parts top-level (`head.*`, ...)
-    legacy = {("model." + k[len("model.vlm."):]) if k.startswith("model.vlm.") else k[len("model."):]: v
-              for k, v in trained.state_dict().items()}
-    assert any(k.startswith("head.") for k in legacy) and upgrade_state_dict(legacy).keys() == trained.state_dict().keys()
+    legacy = {
+        ("model." + k[len("model.vlm.") :]) if k.startswith("model.vlm.") else k[len("model.") :]: v
+        for k, v in trained.state_dict().items()
+    }
+    assert (
+        any(k.startswith("head.") for k in legacy) and upgrade_state_dict(legacy).keys() == trained.state_dict().keys()
+    )
     torch.save({"state_dict": legacy}, tmp_path / "old.ckpt")
     loaded = VersusQModule(motion_frames=MOTION_FRAMES, head_hidden=32, init_from=str(tmp_path / "old.ckpt"))
     assert loaded.comparison_identity()["weights"] == trained.comparison_identity()["weights"]
 
 
 # ---------------------------------------------------------------------------- default callbacks
-@pytest.mark.parametrize(("stage", "phase", "configured", "expected"), [
-    ("test", "sft", [], [ComparisonGraphEvaluation]),
-    ("predict", "sft", [], [ComparisonGraphEvaluation]),
-    ("test", "sft", [ComparisonGraphEvaluation()], []),  # configured in YAML: kept, not replaced
-    ("fit", "sft", [], []),
-    ("fit", "mcgrpo", [], [RolloutCallback]),
-    ("fit", "mcgrpo", [RolloutCallback(engine="hf")], []),
-])
-def test_default_callbacks(module: VersusQModule, stage: str, phase: str, configured: list,
-                           expected: list) -> None:
+@pytest.mark.parametrize(
+    ("stage", "phase", "configured", "expected"),
+    [
+        ("test", "sft", [], [ComparisonGraphEvaluation]),
+        ("predict", "sft", [], [ComparisonGraphEvaluation]),
+        ("test", "sft", [ComparisonGraphEvaluation()], []),  # configured in YAML: kept, not replaced
+        ("fit", "sft", [], []),
+        ("fit", "mcgrpo", [], [RolloutCallback]),
+        ("fit", "mcgrpo", [RolloutCallback(engine="hf")], []),
+    ],
+)
+def test_default_callbacks(module: VersusQModule, stage: str, phase: str, configured: list, expected: list) -> None:
     old_phase = module.hparams.phase
     module.hparams.phase = phase
     module._trainer = SimpleNamespace(callbacks=configured, state=SimpleNamespace(fn=stage))  # type: ignore[assignment]

@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 def _graph(n: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     mos = rng.uniform(1, 5, n)
-    pairs = np.concatenate([np.stack([np.arange(n), np.roll(np.arange(n), 1)], 1),
-                            np.stack([np.arange(n), np.roll(np.arange(n), 7)], 1)])
+    pairs = np.concatenate(
+        [np.stack([np.arange(n), np.roll(np.arange(n), 1)], 1), np.stack([np.arange(n), np.roll(np.arange(n), 7)], 1)]
+    )
     return pairs, mos[pairs[:, 0]] - mos[pairs[:, 1]] + rng.normal(0, 0.1, len(pairs)), mos
 
 
@@ -41,10 +42,10 @@ def test_draw_threshold_reaches_the_outcome_aggregators() -> None:
     pairs, margins, _ = _graph()
     for threshold in (0.0, 0.5):
         funcs = make_aggregators(["winrate"], draw_threshold=threshold)
-        np.testing.assert_array_equal(funcs["winrate"](pairs, margins, 30),
-                                      winrate_scores(pairs, margins, 30, threshold))
-    strict, loose = (make_aggregators(["elo"], draw_threshold=t)["elo"](pairs, margins, 30)
-                     for t in (0.0, 2.0))
+        np.testing.assert_array_equal(
+            funcs["winrate"](pairs, margins, 30), winrate_scores(pairs, margins, 30, threshold)
+        )
+    strict, loose = (make_aggregators(["elo"], draw_threshold=t)["elo"](pairs, margins, 30) for t in (0.0, 2.0))
     assert not np.allclose(strict, loose)
 
 
@@ -69,8 +70,9 @@ def test_lsq_warns_about_a_disconnected_graph_only_when_asked() -> None:
 
 
 def test_compact_graph_drops_failed_and_excluded_edges() -> None:
-    p, m, ok = compact_graph(np.array([[0, 3], [3, 4], [1, 3], [4, 0]]),
-                             np.array([1.0, np.nan, 2.0, 0.5]), 5, exclude=[1])
+    p, m, ok = compact_graph(
+        np.array([[0, 3], [3, 4], [1, 3], [4, 0]]), np.array([1.0, np.nan, 2.0, 0.5]), 5, exclude=[1]
+    )
     assert p.tolist() == [[0, 1], [2, 0]] and m.tolist() == [1.0, 0.5]
     assert ok.tolist() == [True, False, False, True, True]
 
@@ -81,8 +83,7 @@ def test_recover_scores_keeps_the_graph_for_reuse() -> None:
     rec = recover_scores(pairs, margins, 31, exclude=[2])  # item 30: never compared
     assert set(rec.scores) == set(AGGREGATOR_NAMES)
     assert not rec.valid[[2, 30]].any() and rec.valid.sum() == 29
-    assert all(np.isnan(s[[2, 30]]).all() and np.isfinite(s[rec.valid]).all()
-               for s in rec.scores.values())
+    assert all(np.isnan(s[[2, 30]]).all() and np.isfinite(s[rec.valid]).all() for s in rec.scores.values())
     np.testing.assert_allclose(rec.compact("lsq"), lsq_scores(rec.pairs, rec.margins, 29))
     assert len(rec.pairs) == len(pairs) - 2 - 4  # two failed, four touching item 2
     lonely = recover_scores(np.array([[0, 1]]), np.array([np.nan]), 3, ["lsq"])
@@ -90,10 +91,13 @@ def test_recover_scores_keeps_the_graph_for_reuse() -> None:
 
 
 def test_ranking_imports_neither_torch_nor_lightning() -> None:
-    code = ("import sys, ranking, ranking.aggregate, ranking.convergence\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'lightning', 'pytorch_lightning', 'callbacks', 'datamodules'))\n"
-            "print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, ranking, ranking.aggregate, ranking.convergence\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'lightning', 'pytorch_lightning', 'callbacks', 'datamodules'))\n"
+        "print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"

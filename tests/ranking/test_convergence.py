@@ -68,10 +68,13 @@ def test_stable_at_matches_the_curve_it_was_computed_from() -> None:
             assert k == 0 or abs(values[k - 1] - values[-1]) > 0.005
 
 
-@pytest.mark.parametrize(("broken", "message"), [
-    ({"curves": {}, "stable_at": {}}, "lacks"),
-    ({"edges": [1, 2], "curves": {"lsq": {"srcc": [0.5]}}, "stable_at": {}}, "1 points"),
-])
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ({"curves": {}, "stable_at": {}}, "lacks"),
+        ({"edges": [1, 2], "curves": {"lsq": {"srcc": [0.5]}}, "stable_at": {}}, "1 points"),
+    ],
+)
 def test_from_dict_names_what_is_wrong(broken: dict, message: str) -> None:
     from ranking import ConvergenceResult
 

@@ -13,13 +13,17 @@ def test_resume_asks_nothing_twice() -> None:
         asked.append(q.copy())
         return s[q[:, 0]] - s[q[:, 1]]
 
-    first = run_comparisons(oracle, 80, budget=150, sampler=RobustSampler(80, seed=1),
-                            batch_size=32)
+    first = run_comparisons(oracle, 80, budget=150, sampler=RobustSampler(80, seed=1), batch_size=32)
     asked.clear()
     calls: list[tuple[int, int]] = []
-    pairs, margins = run_comparisons(oracle, 80, sampler=RobustSampler(80, seed=1),
-                                     batch_size=32, answered=first,
-                                     progress=lambda d, b: calls.append((d, b)))
+    pairs, margins = run_comparisons(
+        oracle,
+        80,
+        sampler=RobustSampler(80, seed=1),
+        batch_size=32,
+        answered=first,
+        progress=lambda d, b: calls.append((d, b)),
+    )
     assert len(pairs) == 400 and calls[-1] == (400, 400)
     new = np.sort(np.concatenate(asked), axis=1)
     old = np.sort(first[0], axis=1)

@@ -50,8 +50,7 @@ def test_parity_with_dense_lstsq(seed: int) -> None:
     for weights in (None, w):
         sw = np.ones(len(p)) if weights is None else np.sqrt(weights)
         ref = scipy.linalg.lstsq(a * sw[:, None], m * sw)[0]
-        np.testing.assert_allclose(lsq_scores(p, m, n, weights, tol=1e-11), ref - ref.mean(),
-                                   atol=1e-8)
+        np.testing.assert_allclose(lsq_scores(p, m, n, weights, tol=1e-11), ref - ref.mean(), atol=1e-8)
 
 
 def test_weights_pull_towards_trusted_edge() -> None:
@@ -74,12 +73,15 @@ def test_disconnected_and_isolated_are_reported() -> None:
     assert res.scores[3] == 0 and res.scores[6] == 0
 
 
-@pytest.mark.parametrize("pairs, margins, match", [
-    ([[0, 1], [1, 2]], [1.0, np.nan], "1 margins are NaN/inf .*edge 1"),
-    ([[0, 1], [2, 2], [1, 1]], [1.0, 1.0, 1.0], "2 self-pairs .*edge 1"),
-    ([[0, 3], [1, 2]], [1.0, 1.0], r"1 pairs have an index outside \[0, 3\) .*edge 0"),
-    ([[0, 1]], [1.0, 2.0], "2 entries but there are 1 pairs"),
-])
+@pytest.mark.parametrize(
+    "pairs, margins, match",
+    [
+        ([[0, 1], [1, 2]], [1.0, np.nan], "1 margins are NaN/inf .*edge 1"),
+        ([[0, 1], [2, 2], [1, 1]], [1.0, 1.0, 1.0], "2 self-pairs .*edge 1"),
+        ([[0, 3], [1, 2]], [1.0, 1.0], r"1 pairs have an index outside \[0, 3\) .*edge 0"),
+        ([[0, 1]], [1.0, 2.0], "2 entries but there are 1 pairs"),
+    ],
+)
 def test_bad_input_errors(pairs: list, margins: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         lsq_scores(np.array(pairs), np.array(margins), 3)
@@ -88,6 +90,7 @@ def test_bad_input_errors(pairs: list, margins: list, match: str) -> None:
 def test_components_match_scipy_on_larger_split_graph() -> None:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
+
     n = 5000  # two random components (beyond the small-frontier BFS) plus isolated items
     p = np.concatenate([_graph(2000, 6000, 3), _graph(2500, 7000, 4) + 2000])
     m = np.random.default_rng(5).normal(size=len(p))

@@ -28,8 +28,7 @@ CONNECTED = [RobustSampler, RandomRegularSampler, ActiveSampler]
 def _run(cls: type, n: int = 300, seed: int = 0, drop: list[int] | None = None) -> np.ndarray:
     s = np.linspace(1, 5, n)
     sampler = cls(n, seed=seed, exclude=drop)
-    pairs, _ = run_comparisons(lambda q: s[q[:, 0]] - s[q[:, 1]], n, sampler=sampler,
-                               batch_size=64)
+    pairs, _ = run_comparisons(lambda q: s[q[:, 0]] - s[q[:, 1]], n, sampler=sampler, batch_size=64)
     return pairs
 
 
@@ -88,8 +87,7 @@ def test_bridging_reconnects_after_drop() -> None:
 
 
 # -- the strict Appendix A design ---------------------------------------------------------------
-def _exact_state(n: int = 200, seed: int = 0, chords: int = 0
-                 ) -> tuple[AppendixASampler, np.ndarray]:
+def _exact_state(n: int = 200, seed: int = 0, chords: int = 0) -> tuple[AppendixASampler, np.ndarray]:
     """A strict sampler that observed exact margins on a random spanning path (every degree 1
     or 2) plus ``chords`` random edges (they make the provisional LSQ ratings accurate)."""
     rng = np.random.default_rng(seed)
@@ -143,8 +141,9 @@ def test_strict_ratings_are_updated_from_each_batch(provisional: str) -> None:
         first = sampler.propose(60)
         sampler.observe(first, flip * (s[first[:, 0]] - s[first[:, 1]]))
         pairs, margins = sampler.observed()
-        expected = elo_scores(pairs, margins, n) if provisional == "elo" else \
-            lsq_solve(pairs, margins, n, warn=False).scores  # early graphs are split
+        expected = (
+            elo_scores(pairs, margins, n) if provisional == "elo" else lsq_solve(pairs, margins, n, warn=False).scores
+        )  # early graphs are split
         np.testing.assert_allclose(sampler.ratings(), expected, atol=1e-3)
         batches[flip] = sampler.propose(60)
     assert not np.array_equal(batches[1.0], batches[-1.0])
@@ -156,8 +155,7 @@ def test_strict_stops_when_no_local_partner_is_left() -> None:
     n = 30
     s = np.linspace(1.0, 5.0, n)
     sampler = AppendixASampler(n, seed=0, quantiles=10, window=1, provisional="lsq")
-    pairs, _ = run_comparisons(lambda q: s[q[:, 0]] - s[q[:, 1]], n, sampler=sampler,
-                               batch_size=8)
+    pairs, _ = run_comparisons(lambda q: s[q[:, 0]] - s[q[:, 1]], n, sampler=sampler, batch_size=8)
     assert 30 <= len(pairs) < 5 * n
     assert len(sampler.propose(8)) == 0
     keys = np.sort(pairs, axis=1)

@@ -23,6 +23,8 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-all: $(STAMP)

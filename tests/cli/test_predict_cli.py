@@ -92,12 +92,13 @@ def test_predict_killed_and_rerun_repeats_no_comparison(tmp_path: Path) -> None:
     proc.wait(60)
     assert journal is not None, "the run finished or stalled before it could be killed"
     before = _pairs(journal)
-    subprocess.run(
+    rerun = subprocess.run(
         [*cmd, "--trainer.default_root_dir", str(run_dir)],
         cwd=REPO,
         env=env,
         check=True,
         capture_output=True,
+        text=True,
         timeout=600,
     )
     after = _pairs(journal)
@@ -109,5 +110,9 @@ def test_predict_killed_and_rerun_repeats_no_comparison(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
         timeout=600,
+    )
+    written = sorted(p.name for p in run_dir.iterdir())
+    assert (run_dir / "leaderboard.csv").is_file(), (
+        f"rerun wrote {written}:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
     )
     assert (run_dir / "leaderboard.csv").read_text() == (tmp_path / "fresh" / "leaderboard.csv").read_text()

@@ -41,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks import table2_claims
 from callbacks import tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,7 +356,13 @@ def write_outputs(records: Sequence[Mapping[str, Any]], results: Path) -> Path:
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"records": list(records)}, indent=1) + "\n", encoding="utf-8")
     table = results.parent / "table2.md"
-    table.write_text(table2_markdown(records, split_groups()), encoding="utf-8")
+    groups = split_groups()
+    claims = table2_claims.claims_markdown(table2_claims.check_claims(records, groups))
+    table.write_text(
+        f"{table2_markdown(records, groups)}\n### The paper's claims on these runs\n\n"
+        f"{table2_claims.__doc__.split(chr(10) + chr(10))[1].strip()}\n\n{claims}",
+        encoding="utf-8",
+    )
     return table
 
 

@@ -39,7 +39,7 @@ import ranking  # noqa: E402
 from datamodules.benchmarks import read_label_csv  # noqa: E402
 from datamodules.pair_datasets import DecodeSettings, PairBatch  # noqa: E402
 from datamodules.pairs import build_pairs  # noqa: E402
-from datamodules.synthetic import rationale_for_table  # noqa: E402
+from datamodules.synthetic_rationale import rationale_for_table  # noqa: E402
 from lightning_modules.cache import VisionFeatures  # noqa: E402
 from lightning_modules.versusq import VersusQModule  # noqa: E402
 

@@ -41,8 +41,11 @@ from typing import Any
 
 import yaml
 
-from benchmarks import table2_claims
-from callbacks import tables
+if __package__ in (None, ""):  # `python benchmarks/ablations.py`: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import table2_claims  # noqa: E402
+from callbacks import tables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

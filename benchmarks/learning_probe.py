@@ -71,6 +71,20 @@ def install_oracle(module: VersusQModule, quality: dict[str, float], gain: float
     encoders.vision = oracle
 
 
+def scale_vision(module: VersusQModule, factor: float) -> None:
+    """Multiply every visual token (and DeepStack level) by ``factor`` (a probe of token scale)."""
+    encoders = module.model.encoders
+    real = encoders.vision
+
+    def scaled(clips: Sequence[Any], device: torch.device, dtype: torch.dtype) -> list[VisionFeatures]:
+        return [
+            VisionFeatures(f.grid_thw, f.embeds * factor, [d * factor for d in f.deepstack])
+            for f in real(clips, device, dtype)
+        ]
+
+    encoders.vision = scaled
+
+
 def pair_batch(
     table: Any,
     clips: dict[str, Any],
@@ -142,6 +156,8 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
     if vision == "oracle":
         quality = {p: float(q) for t in tables.values() for p, q in zip(t.paths, t.extra["q"])}
         install_oracle(module, quality, args.oracle_gain, args.seed)
+    elif args.vision_scale != 1.0:
+        scale_vision(module, args.vision_scale)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -192,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=(0, 1),
         help="1: the tiny vision tower stays at its random initialisation (features cached)",
     )
+    ap.add_argument("--vision-scale", type=float, default=1.0, help="multiply the tower's tokens (probe)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/learning_probe.json")
     args = ap.parse_args(argv)

@@ -180,7 +180,10 @@ def test_engine_built_per_rank_with_the_configured_settings(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM))
     monkeypatch.setattr(ve, "_VLLM_AVAILABLE", True)
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "VLLM_ENABLE_V1_MULTIPROCESSING"):
-        monkeypatch.delenv(key, raising=False)  # restored after the test
+        # setenv first, so the undo removes what the engine writes: delenv of an absent key records
+        # nothing, and RANK=3 then leaked into later tests (a run.py subprocess ran as rank 3)
+        monkeypatch.setenv(key, "unset")
+        monkeypatch.delenv(key)
     callback_args = next(c["init_args"] for c in yaml.safe_load(VLLM_YAML.read_text())["trainer"]["callbacks+"])
     callback = RolloutCallback(**{**callback_args, "vllm": {**callback_args["vllm"], "export_dir": str(tmp_path)}})
     module = VersusQModule(motion_frames=8, head_hidden=16, phase="mcgrpo")

@@ -3,9 +3,9 @@
 Each claim compares two variants of ``benchmarks/ablations.py`` on the mean SRCC over a split
 group (in-domain or out-of-domain), paired by seed: the effect is the mean over seeds of
 ``SRCC(a) - SRCC(b)`` and the spread the standard deviation of that difference over seeds. A
-strict claim (``a > b``) is *held* when the effect is positive and larger than the spread,
-*reversed* when it is negative and larger than the spread, else *not distinguishable*; a weak
-claim (``a >= b``) is held unless it is reversed. A claim with an undefined SRCC (N/A: e.g. Elo on
+claim is *held* when the effect is positive and larger than the spread, *reversed* when it is
+negative and larger than the spread; otherwise a strict claim (``a > b``) is *not
+distinguishable* and a weak one (``a >= b``) *not contradicted* (within the seed spread). A claim with an undefined SRCC (N/A: e.g. Elo on
 a model whose margins are all draws) is *undefined*.
 """
 
@@ -55,7 +55,7 @@ def verdict(diffs: Sequence[float], relation: str) -> tuple[str, float, float]:
     >>> verdict([0.3, 0.25, 0.35], ">")[0], verdict([0.01, -0.02, 0.02], ">")[0]
     ('held', 'not distinguishable')
     >>> verdict([-0.3, -0.25, -0.35], ">=")[0], verdict([0.0, -0.01, 0.01], ">=")[0]
-    ('reversed', 'held')
+    ('reversed', 'not contradicted')
     >>> verdict([float("nan"), 0.1], ">")[0]
     'undefined'
     """
@@ -65,9 +65,9 @@ def verdict(diffs: Sequence[float], relation: str) -> tuple[str, float, float]:
     spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
     if effect < 0 and -effect > spread:
         return "reversed", effect, spread
-    if relation == ">=" or (effect > 0 and effect > spread):
+    if effect > 0 and effect > spread:
         return "held", effect, spread
-    return "not distinguishable", effect, spread
+    return ("not contradicted" if relation == ">=" else "not distinguishable"), effect, spread
 
 
 def check_claims(records: Sequence[Mapping[str, Any]], groups: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -185,12 +185,15 @@ class VersusQModel(nn.Module):
 
     def response_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenize teacher-forced responses: ``(B, T)`` right-padded ids and their mask."""
-        rows = [torch.tensor(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        return self._right_pad([self.tokenizer(t, add_special_tokens=False).input_ids for t in texts], self.device)
+
+    def _right_pad(self, rows: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token lists -> right-padded ``(N, T)`` ids and their prefix mask on ``device``."""
         lengths = torch.tensor([len(r) for r in rows])
         ids = torch.full((len(rows), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, : len(r)] = r
-        return ids.to(self.device), tpl.lengths_to_mask(lengths, ids.shape[1]).to(self.device)
+            ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        return ids.to(device), tpl.lengths_to_mask(lengths, ids.shape[1]).to(device)
 
     # ------------------------------------------------------------------ forward / generate
     def forward_responses(
@@ -312,12 +315,7 @@ class VersusQModel(nn.Module):
             tpl.force_close(r, tid[tpl.THINK_END], tid[tpl.ANSWER], end_ids) if bad else r
             for r, bad in zip(rows, invalid.tolist())
         ]
-        width = max(len(r) for r in rows)
-        out = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        lengths = torch.tensor([len(r) for r in rows])
-        return out.to(ids.device), tpl.lengths_to_mask(lengths, width).to(ids.device)
+        return self._right_pad(rows, ids.device)
 
     @torch.no_grad()
     def encode_videos(self, batch: Any) -> int:

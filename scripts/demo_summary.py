@@ -26,8 +26,9 @@ if str(ROOT) not in sys.path:  # run as `python scripts/demo_summary.py` from an
     sys.path.insert(0, str(ROOT))
 
 from callbacks.tables import group_of  # noqa: E402
+from ranking import AGGREGATOR_NAMES  # noqa: E402
 
-AGGREGATORS = ("lsq", "elo", "winrate", "bt")
+AGGREGATORS = AGGREGATOR_NAMES  # the one registry (ranking/aggregate.py)
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ from datamodules.synthetic_distort import (
     latent_quality,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: libx264 mbtree=0 (byte-identical encodes)
 LABEL_COLUMNS = ("video", "mos", "source", "split", "content", "distortions", "severities", "q", "scale_lo", "scale_hi")
 TRAIN_FAMILIES = ("texture_pan", "shapes", "zoom_noise", "scene")
 HELD_OUT_FAMILIES = ("ripples",)
@@ -117,7 +117,9 @@ def encode_mp4(frames: np.ndarray, path: str | Path, crf: int, fps: int = 16) ->
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.thread_count = 1
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        # mbtree=0: with macroblock-tree rate control this libx264 build gives a different bitstream
+        # on every encode of some inputs (e.g. ood_calibration 144x192 clips; 128x128 ones were stable)
+        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

@@ -15,7 +15,9 @@ Output folder: ``<split>/<index>.mp4``, ``labels.csv`` with columns ``LABEL_COLU
 relative to the folder; ``distortions``/``severities`` ``;``-joined) and ``benchmark.json``
 (settings and per-split counts). Same seed → identical labels file and decoded frames.
 
-CLI: ``python -m datamodules.synthetic --out DIR --seed S [--size tiny|default|large]``.
+CLI: ``python -m datamodules.synthetic --out DIR --seed S [--size tiny|default|small|large]``; design
+variants for learnability experiments (``Design``): ``--families``, ``--distortions``,
+``--max-distortions``, ``--scene-bank`` (docs/learning.md).
 """
 
 from __future__ import annotations
@@ -76,6 +78,49 @@ SPLITS: dict[str, SplitSpec] = {
 
 
 @dataclass(frozen=True)
+class Design:
+    """Variants of the benchmark's design for learnability experiments (defaults: the benchmark).
+
+    Attributes:
+        families: content families of the in-domain splits (train, test, ood_distortion,
+            ood_calibration); ``None`` = ``TRAIN_FAMILIES``. ``ood_content`` keeps the held-out ones.
+        distortions: training distortion pool of every split; ``None`` = ``TRAIN_DISTORTIONS``.
+            ``ood_distortion`` still adds one held-out distortion per clip.
+        max_distortions: at most this many distortions per clip (1-3).
+        scene_bank: ``K > 0`` draws every clip's clean content from ``K`` fixed scenes per family
+            and resolution (few sources x many distortions, as in LIVE or Waterloo-IVC-4K);
+            0 renders new content for every clip.
+    """
+
+    families: tuple[str, ...] | None = None
+    distortions: tuple[str, ...] | None = None
+    max_distortions: int = 3
+    scene_bank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.families is not None:
+            bad = sorted(set(self.families) - set(TRAIN_FAMILIES))
+            if bad or not self.families:
+                raise ValueError(f"design families {bad or '()'} not allowed; choose from {list(TRAIN_FAMILIES)}")
+        if self.distortions is not None:
+            bad = sorted(set(self.distortions) - set(TRAIN_DISTORTIONS))
+            if bad or not self.distortions:
+                raise ValueError(f"design distortions {bad or '()'} not allowed; choose from {list(TRAIN_DISTORTIONS)}")
+        if not 1 <= self.max_distortions <= 3:
+            raise ValueError(f"max_distortions must be 1-3, got {self.max_distortions}")
+        if self.scene_bank < 0:
+            raise ValueError(f"scene_bank must be >= 0, got {self.scene_bank}")
+
+    def split(self, name: str) -> SplitSpec:
+        """The split's spec under this design."""
+        spec = SPLITS[name]
+        families = spec.families if spec.families == HELD_OUT_FAMILIES else (self.families or spec.families)
+        return SplitSpec(
+            families, self.distortions or spec.distortions, spec.required, spec.sources, spec.alt_resolution
+        )
+
+
+@dataclass(frozen=True)
 class SizePreset:
     """Clip counts per split, clip length, frame rate and resolutions ``(H, W)``."""
 
@@ -93,6 +138,8 @@ def _counts(train: int, other: int) -> dict[str, int]:
 PRESETS: dict[str, SizePreset] = {
     "tiny": SizePreset(_counts(16, 4), 16, 8, (64, 64), (80, 96)),
     "default": SizePreset(_counts(160, 40), 32, 16, (128, 128), (144, 192)),
+    # more, smaller clips: the learnability experiments of docs/learning.md
+    "small": SizePreset(_counts(600, 40), 16, 8, (64, 64), (96, 128)),
     "large": SizePreset(_counts(1200, 200), 64, 24, (224, 224), (240, 320)),
 }
 
@@ -126,18 +173,24 @@ def encode_mp4(frames: np.ndarray, path: str | Path, crf: int, fps: int = 16) ->
     os.replace(tmp, path)
 
 
-def _draw_distortions(spec: SplitSpec, beta: tuple[float, float], rng: np.random.Generator) -> dict[str, float]:
-    """1–3 distortions (one from ``spec.required`` if set) with Beta-distributed severities."""
-    count = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
+def _draw_distortions(
+    spec: SplitSpec, beta: tuple[float, float], rng: np.random.Generator, max_count: int = 3
+) -> dict[str, float]:
+    """1–``max_count`` distortions (one from ``spec.required`` if set), Beta-distributed severities."""
+    weights = np.array([0.4, 0.35, 0.25][:max_count])
+    count = int(rng.choice(np.arange(1, max_count + 1), p=weights / weights.sum()))
     chosen = [str(rng.choice(spec.required))] if spec.required else []
     pool = [d for d in spec.distortions if d not in chosen]
-    chosen += [str(d) for d in rng.choice(pool, size=count - len(chosen), replace=False)]
+    size = max(0, min(count - len(chosen), len(pool)))  # a small design pool caps the count
+    chosen += [str(d) for d in rng.choice(pool, size=size, replace=False)]
     severities = np.round(rng.beta(*beta, size=len(chosen)), 3).clip(0.001, 1.0)
     order = list(DISTORTIONS)  # canonical application order
     return {d: float(s) for d, s in sorted(zip(chosen, severities), key=lambda p: order.index(p[0]))}
 
 
-def make_clip(out_dir: str | Path, seed: int, index: int, split: str, size: str) -> dict[str, Any]:
+def make_clip(
+    out_dir: str | Path, seed: int, index: int, split: str, size: str, design: Design | None = None
+) -> dict[str, Any]:
     """Generate, encode and rate one clip; every random choice comes from ``(seed, index)``.
 
     Args:
@@ -146,19 +199,26 @@ def make_clip(out_dir: str | Path, seed: int, index: int, split: str, size: str)
         index: global clip index.
         split: one of ``SPLITS``.
         size: one of ``PRESETS``.
+        design: variant of the design (``None``: the benchmark's own).
 
     Returns:
         The clip's labels row (keys ``LABEL_COLUMNS``).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {list(SPLITS)}")
-    preset, spec = _preset(size), SPLITS[split]
+    design = design or Design()
+    preset, spec = _preset(size), design.split(split)
     rng = np.random.default_rng([seed, index])
     family = str(rng.choice(spec.families))
     source = SOURCES[spec.sources[index % len(spec.sources)]]  # balanced mix
-    distortions = _draw_distortions(spec, source.severity_beta, rng)
+    distortions = _draw_distortions(spec, source.severity_beta, rng, design.max_distortions)
     height, width = preset.alt_size if spec.alt_resolution else preset.size
-    clean = render_content(family, preset.frames, height, width, rng)  # (T, H, W, 3)
+    content_rng = rng
+    if design.scene_bank:  # one of K fixed scenes of this family (and resolution)
+        scene = int(rng.integers(design.scene_bank))
+        family_index = (TRAIN_FAMILIES + HELD_OUT_FAMILIES).index(family)
+        content_rng = np.random.default_rng([seed, 7919, family_index, scene, height, width])
+    clean = render_content(family, preset.frames, height, width, content_rng)  # (T, H, W, 3)
     texture, motion = texture_level(clean), motion_level(clean)
     distorted = apply_distortions(clean, distortions, rng)  # (T, H, W, 3) float
     video = f"{split}/{index:06d}.mp4"
@@ -179,12 +239,13 @@ def make_clip(out_dir: str | Path, seed: int, index: int, split: str, size: str)
     }
 
 
-def _make_clip_job(job: tuple[str, int, int, str, str]) -> dict[str, Any]:
+def _make_clip_job(job: tuple[str, int, int, str, str, Design]) -> dict[str, Any]:
     return make_clip(*job)
 
 
-def _settings(seed: int, size: str) -> dict[str, Any]:
+def _settings(seed: int, size: str, design: Design) -> dict[str, Any]:
     return {
+        "design": asdict(design),
         "generator": "versusq-synthetic",
         "version": GENERATOR_VERSION,
         "seed": seed,
@@ -210,7 +271,12 @@ def _is_complete(out: Path, settings: dict[str, Any]) -> bool:
 
 
 def generate_benchmark(
-    out_dir: str | Path, seed: int = 0, size: str = "default", workers: int = 2, progress: bool = True
+    out_dir: str | Path,
+    seed: int = 0,
+    size: str = "default",
+    workers: int = 2,
+    progress: bool = True,
+    design: Design | None = None,
 ) -> Path:
     """Generate the synthetic benchmark (or reuse a complete one made with the same settings).
 
@@ -220,11 +286,13 @@ def generate_benchmark(
         size: ``"tiny"`` (tests, seconds), ``"default"`` (CPU demo) or ``"large"``.
         workers: worker processes (1: in-process).
         progress: show a tqdm progress bar.
+        design: variant of the design for learnability experiments (``None``: the benchmark's).
 
     Returns:
         Path of ``labels.csv``.
     """
-    preset, settings = _preset(size), _settings(seed, size)
+    design = design or Design()
+    preset, settings = _preset(size), _settings(seed, size, design)
     out = Path(out_dir)
     if _is_complete(out, settings):
         return out / "labels.csv"
@@ -235,7 +303,7 @@ def generate_benchmark(
         (out / split).mkdir(parents=True, exist_ok=True)
         for stale in (out / split).glob("[0-9]*.mp4*"):
             stale.unlink()
-        jobs += [(str(out), seed, index + i, split, size) for i in range(count)]
+        jobs += [(str(out), seed, index + i, split, size, design) for i in range(count)]
         index += count
     rows = sorted(_run_jobs(jobs, workers, progress), key=lambda r: r["video"].split("/")[1])
     with open(out / "labels.csv", "w", newline="") as f:
@@ -294,9 +362,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", default="default", choices=list(PRESETS))
     parser.add_argument("--workers", type=int, default=2)
+    variant = parser.add_argument_group("design variants (learnability experiments; defaults: the benchmark)")
+    variant.add_argument("--families", help=f"comma-separated in-domain content families, of {list(TRAIN_FAMILIES)}")
+    variant.add_argument("--distortions", help=f"comma-separated distortion pool, of {list(TRAIN_DISTORTIONS)}")
+    variant.add_argument("--max-distortions", type=int, default=3, help="at most this many per clip (1-3)")
+    variant.add_argument("--scene-bank", type=int, default=0, help="K fixed clean scenes per family (0: all new)")
     args = parser.parse_args(argv)
+    split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else None  # noqa: E731
+    try:
+        design = Design(split(args.families), split(args.distortions), args.max_distortions, args.scene_bank)
+    except ValueError as err:
+        parser.error(str(err))
     start = time.perf_counter()
-    labels = generate_benchmark(args.out, args.seed, args.size, args.workers)
+    labels = generate_benchmark(args.out, args.seed, args.size, args.workers, design=design)
     meta = json.loads((labels.parent / "benchmark.json").read_text())
     splits = ", ".join(f"{k}={v}" for k, v in meta["splits"].items())
     print(

@@ -16,6 +16,7 @@ from datamodules.synthetic import (
     LABEL_COLUMNS,
     PRESETS,
     SPLITS,
+    Design,
     encode_mp4,
     generate_benchmark,
     make_clip,
@@ -151,3 +152,51 @@ def test_ood_splits_hold_unseen_factors(rows: list[dict]) -> None:
 def test_bad_size_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tiny"):
         generate_benchmark(tmp_path, size="huge")
+
+
+def test_design_variant_draws_only_what_it_names(tmp_path: Path) -> None:
+    design = Design(families=("shapes",), distortions=("blur", "noise"), max_distortions=1, scene_bank=2)
+    labels = generate_benchmark(tmp_path / "v", seed=0, size="tiny", workers=1, progress=False, design=design)
+    with open(labels, newline="") as f:
+        rows = list(csv.DictReader(f))
+    in_domain = [r for r in rows if r["split"] != "ood_content"]
+    assert {r["content"] for r in in_domain} == {"shapes"}
+    assert {r["content"] for r in rows if r["split"] == "ood_content"} <= set(HELD_OUT_FAMILIES)
+    for r in rows:
+        names = r["distortions"].split(";")
+        if r["split"] == "ood_distortion":  # one pool distortion may be replaced by a held-out one
+            assert len(names) == 1 and set(names) <= set(HELD_OUT_DISTORTIONS)
+        else:
+            assert len(names) == 1 and set(names) <= {"blur", "noise"}
+    meta = json.loads((labels.parent / "benchmark.json").read_text())
+    assert meta["design"]["families"] == ["shapes"] and meta["design"]["scene_bank"] == 2
+    # the default design regenerates (different settings) rather than reusing the variant
+    assert generate_benchmark(tmp_path / "v", seed=0, size="tiny", workers=1, progress=False) == labels
+    meta = json.loads((labels.parent / "benchmark.json").read_text())
+    assert meta["design"]["families"] is None
+
+
+def test_scene_bank_repeats_clean_content(tmp_path: Path) -> None:
+    design = Design(families=("scene",), distortions=("stutter",), max_distortions=1, scene_bank=1)
+    a = make_clip(tmp_path, 0, 0, "train", "tiny", design)
+    b = make_clip(tmp_path, 0, 1, "train", "tiny", design)
+    assert a["content"] == b["content"] == "scene"
+    # stutter only repeats frames: every frame of either clip is a frame of the same clean scene
+    fa, fb = _frames(tmp_path / a["video"]), _frames(tmp_path / b["video"])
+    assert np.abs(fa[0].astype(int) - fb[0].astype(int)).mean() < 3.0
+    other = make_clip(tmp_path / "new", 0, 1, "train", "tiny", Design(families=("scene",), distortions=("stutter",)))
+    assert np.abs(fa[0].astype(int) - _frames(tmp_path / "new" / other["video"])[0].astype(int)).mean() > 3.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"families": ("ripples",)}, "ripples"),
+        ({"distortions": ("flicker",)}, "flicker"),
+        ({"max_distortions": 4}, "max_distortions"),
+        ({"scene_bank": -1}, "scene_bank"),
+    ],
+)
+def test_bad_design_names_the_key(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Design(**kwargs)

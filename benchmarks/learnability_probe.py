@@ -1,0 +1,289 @@
+"""Is quality in a synthetic set learnable from pixels, and by which of the tiny model's encoders?
+
+Each probe is trained *pointwise* on the set's training split to regress the latent quality ``q``
+(the generator's ground truth, free of the rating sources' calibration) and scored by SRCC against
+``q`` on every split. The probes, side by side on the same decoded clips:
+
+* ``hand``: ridge on 13 hand-made statistics (Laplacian energy, gradients, temporal difference,
+  saturation, exposure, clipping) of the frames -- how far global low-level statistics go;
+* ``cnn``: a 4-layer 2D CNN on one frame plus its temporal difference, random crops and flips --
+  what a small convolutional network learns from the pixels in the budget;
+* ``tower``: the tiny Qwen3-VL vision tower (the embedded default's, trainable) with a linear head
+  on its mean merged token -- what the model's own visual path learns alone;
+* ``slowfast``: the tiny SlowFast of the motion path (frozen in the model), here *trained*, with a
+  linear head on its mean fast-pathway feature -- whether a trainable motion encoder would carry it.
+
+A set on which ``cnn`` ranks but ``tower`` does not points at the vision tower, not at the data;
+one on which nothing ranks points at the data (issue 12, docs/learning.md)::
+
+    python benchmarks/learnability_probe.py --data data/synthetic --steps 900
+
+Writes ``benchmarks/results/learnability_probe.json`` (``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from datamodules.pair_datasets import DecodeSettings  # noqa: E402
+
+PROBES = ("hand", "cnn", "tower", "slowfast")
+SPLITS = ("train", "test", "ood_content", "ood_distortion", "ood_calibration")
+
+
+def hand_features(frames: torch.Tensor) -> list[float]:
+    """13 global statistics of ``(T, 3, H, W)`` float frames in [0, 1]."""
+    y = 0.299 * frames[:, 0] + 0.587 * frames[:, 1] + 0.114 * frames[:, 2]  # (T, H, W)
+    lap = 4 * y[:, 1:-1, 1:-1] - y[:, :-2, 1:-1] - y[:, 2:, 1:-1] - y[:, 1:-1, :-2] - y[:, 1:-1, 2:]
+    gx, gy = (y[:, :, 1:] - y[:, :, :-1]).abs(), (y[:, 1:] - y[:, :-1]).abs()
+    td = (y[1:] - y[:-1]).abs().mean((1, 2))
+    sat = frames.max(1).values - frames.min(1).values
+    ratio = lap.abs() / (gx[:, 1:-1, 1:] + gy[:, 1:, 1:-1] + 1e-3)
+    stats = [lap.abs().mean(), lap.abs().median(), lap.pow(2).mean().sqrt(), gx.mean() + gy.mean(), td.mean()]
+    stats += [(td < 0.002).float().mean(), td.std(), sat.mean(), y.mean(), y.std()]
+    stats += [(y > 0.97).float().mean(), (y < 0.03).float().mean(), ratio.mean()]
+    return [float(v) for v in stats]
+
+
+def ridge(x_train: np.ndarray, y_train: np.ndarray, alpha: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+    """Standardised ridge regression; returns the predictor."""
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-9
+
+    def design(x: np.ndarray) -> np.ndarray:
+        return np.c_[(x - mu) / sd, np.ones(len(x))]
+
+    a = design(x_train)
+    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y_train)
+    return lambda x: design(x) @ w
+
+
+class SmallCNN(nn.Module):
+    """Frame + temporal difference (6 channels) -> quality, global average pooled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(6, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class Probe:
+    """One trainable encoder + head: ``embed(videos, train) -> (N,) prediction``."""
+
+    def __init__(self, params: list[nn.Parameter], predict: Callable[[list[str], bool], torch.Tensor]):
+        self.params, self.predict = params, predict
+
+
+def build_probe(name: str, clips: dict[str, Any], size: int, seed: int, augment: bool = False) -> Probe:
+    """The ``cnn``, ``tower`` or ``slowfast`` probe over decoded ``clips`` (path -> Clip).
+
+    ``augment`` (tower): random flips, 90-degree turns and time reversal of the training clips
+    (the cnn always trains on random crops and flips).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    if name == "cnn":
+        frames = {
+            v: torch.nn.functional.interpolate(c.frames.float() / 255, size=(size, size), mode="bilinear")
+            for v, c in clips.items()
+        }
+        net, crop = SmallCNN(), size * 3 // 4
+
+        def predict_cnn(videos: list[str], train: bool) -> torch.Tensor:
+            xs = []
+            for v in videos:
+                f = frames[v]
+                t = int(rng.integers(0, len(f) - 1)) if train else len(f) // 2 - 1
+                x = torch.cat([f[t], f[t + 1] - f[t]], 0)
+                if train:
+                    i, j = rng.integers(0, size - crop + 1, 2)
+                    x = x[:, i : i + crop, j : j + crop]
+                    x = x.flip(-1) if rng.random() < 0.5 else x
+                xs.append(x)
+            return net(torch.stack(xs))
+
+        return Probe(list(net.parameters()), predict_cnn)
+    if name == "tower":
+        from lightning_modules.backbone import load_backbone
+
+        parts = load_backbone("tiny", dtype="float32", freeze_vision=False, seed=seed)
+        vision = parts.model.model.visual
+        processor = parts.processor.video_processor
+        merge = vision.config.spatial_merge_size**2
+        head = nn.Linear(vision.config.out_hidden_size, 1)
+
+        def tower_input(frames: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            if train and augment:  # label-preserving: flips, 90-degree turns (square frames), time reversal
+                frames = frames.flip(-1) if rng.random() < 0.5 else frames
+                frames = frames.flip(0) if rng.random() < 0.5 else frames
+                if frames.shape[-1] == frames.shape[-2]:
+                    frames = frames.rot90(int(rng.integers(4)), dims=(-2, -1))
+            out = processor(videos=[frames.contiguous()], return_tensors="pt", do_sample_frames=False)
+            return out["pixel_values_videos"], out["video_grid_thw"]
+
+        fixed = {v: tower_input(c.frames, False) for v, c in clips.items()}
+
+        def predict_tower(videos: list[str], train: bool) -> torch.Tensor:
+            inputs = [tower_input(clips[v].frames, True) if train and augment else fixed[v] for v in videos]
+            pixels = torch.cat([i[0] for i in inputs])
+            grid = torch.cat([i[1] for i in inputs])
+            tokens = vision(pixels, grid_thw=grid).pooler_output
+            pooled = torch.stack([t.mean(0) for t in torch.split(tokens, (grid.prod(-1) // merge).tolist())])
+            return head(pooled).squeeze(-1)
+
+        return Probe(list(vision.parameters()) + list(head.parameters()), predict_tower)
+    if name == "slowfast":
+        from lightning_modules.motion import SlowFastMotionEncoder
+
+        encoder = SlowFastMotionEncoder("tiny", seed=seed)
+        encoder.requires_grad_(True)
+        head = nn.Linear(encoder.out_dim, 1)
+
+        def predict_slowfast(videos: list[str], train: bool) -> torch.Tensor:
+            motion = torch.stack([clips[v].motion for v in videos])  # (N, T', 3, H, W) uint8
+            fast = motion.permute(0, 2, 1, 3, 4).float().div(255.0)
+            fast = (fast - encoder.mean) / encoder.std
+            x = [fast[:, :, :: encoder.alpha].contiguous(), fast]
+            for block in encoder.trunk:
+                x = block(x)
+            return head(x[1].mean(dim=(2, 3, 4))).squeeze(-1)
+
+        return Probe(list(encoder.parameters()) + list(head.parameters()), predict_slowfast)
+    raise ValueError(f"unknown probe {name!r}; allowed: {PROBES}")
+
+
+def srcc(pred: np.ndarray, q: np.ndarray) -> float:
+    return float(spearmanr(pred, q).statistic) if len(q) > 2 and np.ptp(pred) > 0 else float("nan")
+
+
+def train_probe(
+    probe: Probe, rows: dict[str, list[dict]], steps: int, batch: int, lr: float, seed: int
+) -> dict[str, float]:
+    """AdamW on the MSE to ``q - mean(q)``; returns SRCC vs ``q`` per split at the end."""
+    rng = np.random.default_rng(seed)
+    train = rows["train"]
+    videos, q = [r["path"] for r in train], torch.tensor([r["q"] for r in train], dtype=torch.float32)
+    opt = torch.optim.AdamW(probe.params, lr=lr)
+    for _ in range(steps):
+        idx = rng.integers(0, len(train), batch)
+        loss = ((probe.predict([videos[i] for i in idx], True) - (q[idx] - q.mean())) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = {}
+    with torch.no_grad():
+        for split, split_rows in rows.items():
+            preds = torch.cat(
+                [
+                    probe.predict([r["path"] for r in split_rows[k : k + 32]], False)
+                    for k in range(0, len(split_rows), 32)
+                ]
+            )
+            out[split] = srcc(preds.numpy(), np.array([r["q"] for r in split_rows]))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="data/synthetic", help="synthetic benchmark folder (labels.csv with q)")
+    parser.add_argument("--probes", default=",".join(PROBES), help=f"comma-separated subset of {PROBES}")
+    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64, help="frame size of the cnn/tower input")
+    parser.add_argument("--motion-size", type=int, default=64, help="frame size of the slowfast input")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", action="store_true", help="tower: flips, 90-degree turns, time reversal")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/learnability_probe.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    probes = [p for p in args.probes.split(",") if p]
+    unknown = sorted(set(probes) - set(PROBES))
+    if unknown:
+        parser.error(f"unknown probes {unknown}; allowed: {list(PROBES)}")
+    data = Path(args.data)
+    labels = data / "labels.csv"
+    if not labels.is_file():
+        parser.error(f"{labels} not found; make one: python -m datamodules.synthetic --out {data}")
+    with open(labels, newline="") as f:
+        table = list(csv.DictReader(f))
+    if "q" not in table[0]:
+        parser.error(f"{labels} has no 'q' column: the probe needs the synthetic generator's latent quality")
+    start = time.perf_counter()
+    decode = DecodeSettings(args.frames, 16, args.size, args.motion_size, 4, "auto", 0)
+    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    clips = {}
+    for r in table:
+        if r["split"] not in rows:
+            continue
+        path = str(data / r["video"])
+        clips[path] = decode.load(path)
+        rows[r["split"]].append({"path": path, "q": float(r["q"])})
+    rows = {s: v for s, v in rows.items() if v}
+    decode_s = time.perf_counter() - start
+    results: dict[str, dict[str, Any]] = {}
+    for name in probes:
+        t0 = time.perf_counter()
+        if name == "hand":
+            feats = {p: hand_features(c.frames.float() / 255) for p, c in clips.items()}
+            fit = ridge(np.array([feats[r["path"]] for r in rows["train"]]), np.array([r["q"] for r in rows["train"]]))
+            scores = {
+                s: srcc(fit(np.array([feats[r["path"]] for r in v])), np.array([r["q"] for r in v]))
+                for s, v in rows.items()
+            }
+        else:
+            probe = build_probe(name, clips, args.size, args.seed, args.augment)
+            scores = train_probe(probe, rows, args.steps, args.batch, args.lr, args.seed)
+        results[name] = {"srcc": scores, "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{name}: " + " ".join(f"{s} {v:+.2f}" for s, v in scores.items()), flush=True)
+    record = {
+        "data": str(data),
+        "benchmark": json.loads((data / "benchmark.json").read_text()) if (data / "benchmark.json").is_file() else None,
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "decode_seconds": round(decode_s, 1),
+        "probes": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    header = "| probe | " + " | ".join(rows) + " | seconds |"
+    print("\n" + header + "\n|" + "---|" * (len(rows) + 2))
+    for name, res in results.items():
+        cells = " | ".join(f"{res['srcc'][s]:+.2f}" for s in rows)
+        print(f"| {name} | {cells} | {res['seconds']} |")
+    print(f"\n-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -90,12 +90,14 @@ class Design:
         scene_bank: ``K > 0`` draws every clip's clean content from ``K`` fixed scenes per family
             and resolution (few sources x many distortions, as in LIVE or Waterloo-IVC-4K);
             0 renders new content for every clip.
+        train_clips: number of training clips (``None``: the size preset's).
     """
 
     families: tuple[str, ...] | None = None
     distortions: tuple[str, ...] | None = None
     max_distortions: int = 3
     scene_bank: int = 0
+    train_clips: int | None = None
 
     def __post_init__(self) -> None:
         if self.families is not None:
@@ -110,6 +112,8 @@ class Design:
             raise ValueError(f"max_distortions must be 1-3, got {self.max_distortions}")
         if self.scene_bank < 0:
             raise ValueError(f"scene_bank must be >= 0, got {self.scene_bank}")
+        if self.train_clips is not None and self.train_clips < 1:
+            raise ValueError(f"train_clips must be >= 1, got {self.train_clips}")
 
     def split(self, name: str) -> SplitSpec:
         """The split's spec under this design."""
@@ -299,7 +303,8 @@ def generate_benchmark(
     start = time.perf_counter()
     (out / "benchmark.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
     jobs, index = [], 0
-    for split, count in preset.counts.items():
+    counts = {**preset.counts, **({"train": design.train_clips} if design.train_clips else {})}
+    for split, count in counts.items():
         (out / split).mkdir(parents=True, exist_ok=True)
         for stale in (out / split).glob("[0-9]*.mp4*"):
             stale.unlink()
@@ -367,10 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     variant.add_argument("--distortions", help=f"comma-separated distortion pool, of {list(TRAIN_DISTORTIONS)}")
     variant.add_argument("--max-distortions", type=int, default=3, help="at most this many per clip (1-3)")
     variant.add_argument("--scene-bank", type=int, default=0, help="K fixed clean scenes per family (0: all new)")
+    variant.add_argument("--train-clips", type=int, help="training clips (default: the size preset's)")
     args = parser.parse_args(argv)
     split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else None  # noqa: E731
     try:
-        design = Design(split(args.families), split(args.distortions), args.max_distortions, args.scene_bank)
+        design = Design(
+            split(args.families), split(args.distortions), args.max_distortions, args.scene_bank, args.train_clips
+        )
     except ValueError as err:
         parser.error(str(err))
     start = time.perf_counter()

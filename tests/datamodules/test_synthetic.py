@@ -155,10 +155,11 @@ def test_bad_size_is_rejected(tmp_path: Path) -> None:
 
 
 def test_design_variant_draws_only_what_it_names(tmp_path: Path) -> None:
-    design = Design(families=("shapes",), distortions=("blur", "noise"), max_distortions=1, scene_bank=2)
+    design = Design(families=("shapes",), distortions=("blur", "noise"), max_distortions=1, scene_bank=2, train_clips=5)
     labels = generate_benchmark(tmp_path / "v", seed=0, size="tiny", workers=1, progress=False, design=design)
     with open(labels, newline="") as f:
         rows = list(csv.DictReader(f))
+    assert sum(r["split"] == "train" for r in rows) == 5
     in_domain = [r for r in rows if r["split"] != "ood_content"]
     assert {r["content"] for r in in_domain} == {"shapes"}
     assert {r["content"] for r in rows if r["split"] == "ood_content"} <= set(HELD_OUT_FAMILIES)
@@ -195,6 +196,7 @@ def test_scene_bank_repeats_clean_content(tmp_path: Path) -> None:
         ({"distortions": ("flicker",)}, "flicker"),
         ({"max_distortions": 4}, "max_distortions"),
         ({"scene_bank": -1}, "scene_bank"),
+        ({"train_clips": 0}, "train_clips"),
     ],
 )
 def test_bad_design_names_the_key(kwargs: dict, message: str) -> None:

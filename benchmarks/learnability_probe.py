@@ -11,7 +11,13 @@ Each probe is trained *pointwise* on the set's training split to regress the lat
 * ``tower``: the tiny Qwen3-VL vision tower (the embedded default's, trainable) with a linear head
   on its mean merged token -- what the model's own visual path learns alone;
 * ``slowfast``: the tiny SlowFast of the motion path (frozen in the model), here *trained*, with a
-  linear head on its mean fast-pathway feature -- whether a trainable motion encoder would carry it.
+  linear head on its mean fast-pathway feature -- whether a trainable motion encoder would carry it;
+* ``layers``: no training; a ridge on the mean- and std-pooled activations of each stage of the
+  tiny tower at initialisation (patch embedding, each block, merger) -- where the signal is lost.
+
+``--patch-init dct`` gives the tower (``tower``, ``layers``) a structured patch embedding: luma 2D-DCT
+basis filters (low frequencies damped, high ones amplified), three temporal-difference and two
+chroma filters, and a constant reference channel.
 
 A set on which ``cnn`` ranks but ``tower`` does not points at the vision tower, not at the data;
 one on which nothing ranks points at the data (issue 12, docs/learning.md)::
@@ -43,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 from datamodules.pair_datasets import DecodeSettings  # noqa: E402
 
-PROBES = ("hand", "cnn", "tower", "slowfast")
+PROBES = ("hand", "cnn", "tower", "slowfast", "layers")
 SPLITS = ("train", "test", "ood_content", "ood_distortion", "ood_calibration")
 
 
@@ -71,6 +77,70 @@ def ridge(x_train: np.ndarray, y_train: np.ndarray, alpha: float = 1.0) -> Calla
     a = design(x_train)
     w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y_train)
     return lambda x: design(x) @ w
+
+
+def _dct_basis(n: int) -> torch.Tensor:
+    """Orthonormal DCT-II basis ``(n, n)``: row ``u`` is frequency ``u`` over ``n`` samples."""
+    k = torch.arange(n, dtype=torch.float32)
+    basis = torch.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * np.sqrt(2 / n)
+    basis[0] /= np.sqrt(2)
+    return basis
+
+
+def dct_patch_init(vision: nn.Module, reference: float = 1.0) -> int:
+    """Structured patch embedding of the tiny tower (see the module docstring); returns channels set."""
+    conv = vision.patch_embed.proj
+    weight = torch.zeros_like(conv.weight)  # (D, 3, T, P, P)
+    width, _, frames, patch, _ = weight.shape
+    basis = _dct_basis(patch)
+    luma, diff = torch.ones(3) / 3, torch.tensor([-1.0, 1.0])
+    high = [(2, 2), (0, 3), (3, 0), (4, 4), (2, 6), (6, 2), (4, 0), (0, 4), (8, 8), (4, 10), (10, 4), (12, 12)]
+    high += [(15, 15), (8, 14), (14, 8), (6, 11), (11, 6), (13, 3), (3, 13), (8, 0), (0, 8), (7, 9), (9, 7), (5, 5)]
+    channels = [("luma", 0, 0, 0.25), ("luma", 0, 1, 0.5), ("luma", 1, 0, 0.5)]
+    channels += [("luma", u, v, 3.0) for u, v in high]
+    channels += [("time", 0, 0, 1.0), ("time", 1, 1, 2.0), ("time", 8, 8, 3.0)]
+    channels += [("rb", 0, 0, 0.5), ("g", 0, 0, 0.5)]
+    channels = channels[: width - 1]
+    colour = {"luma": luma, "time": luma, "rb": torch.tensor([1.0, 0.0, -1.0]), "g": torch.tensor([-0.5, 1.0, -0.5])}
+    for i, (kind, u, v, gain) in enumerate(channels):
+        spatial = basis[u][:, None] * basis[v][None, :] * gain  # (P, P)
+        temporal = diff if kind == "time" else torch.full((frames,), 1.0 / frames)
+        weight[i] = colour[kind][:, None, None, None] * temporal[None, :, None, None] * spatial[None, None]
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if conv.bias is not None:
+            conv.bias.zero_()
+            conv.bias[width - 1] = reference
+    return len(channels)
+
+
+def layer_features(vision: nn.Module, processor: Any, clips: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """Mean- and std-pooled activations of each tower stage, per clip: stage -> path -> vector."""
+    acts: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            out = out[0] if isinstance(out, tuple) else out
+            acts[name] = out.detach()
+
+        return hook
+
+    stages = {"patch_embed": vision.patch_embed, **{f"block{i}": b for i, b in enumerate(vision.blocks)}}
+    stages["merger"] = vision.merger
+    handles = [module.register_forward_hook(keep(name)) for name, module in stages.items()]
+    feats: dict[str, dict[str, np.ndarray]] = {name: {} for name in stages}
+    try:
+        with torch.no_grad():
+            for path, clip in clips.items():
+                out = processor(videos=[clip.frames], return_tensors="pt", do_sample_frames=False)
+                vision(out["pixel_values_videos"], grid_thw=out["video_grid_thw"])
+                for name in stages:
+                    a = acts[name]
+                    feats[name][path] = torch.cat([a.mean(0), a.std(0), a.abs().mean(0)]).numpy()
+    finally:
+        for h in handles:
+            h.remove()
+    return feats
 
 
 class SmallCNN(nn.Module):
@@ -103,7 +173,9 @@ class Probe:
         self.params, self.predict = params, predict
 
 
-def build_probe(name: str, clips: dict[str, Any], size: int, seed: int, augment: bool = False) -> Probe:
+def build_probe(
+    name: str, clips: dict[str, Any], size: int, seed: int, augment: bool = False, patch_init: str = "random"
+) -> Probe:
     """The ``cnn``, ``tower`` or ``slowfast`` probe over decoded ``clips`` (path -> Clip).
 
     ``augment`` (tower): random flips, 90-degree turns and time reversal of the training clips
@@ -137,6 +209,8 @@ def build_probe(name: str, clips: dict[str, Any], size: int, seed: int, augment:
 
         parts = load_backbone("tiny", dtype="float32", freeze_vision=False, seed=seed)
         vision = parts.model.model.visual
+        if patch_init == "dct":
+            dct_patch_init(vision)
         processor = parts.processor.video_processor
         merge = vision.config.spatial_merge_size**2
         head = nn.Linear(vision.config.out_hidden_size, 1)
@@ -224,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--motion-size", type=int, default=64, help="frame size of the slowfast input")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="tower: flips, 90-degree turns, time reversal")
+    parser.add_argument(
+        "--patch-init", default="random", choices=["random", "dct"], help="tower/layers patch embedding"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/learnability_probe.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -261,8 +338,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s: srcc(fit(np.array([feats[r["path"]] for r in v])), np.array([r["q"] for r in v]))
                 for s, v in rows.items()
             }
+        elif name == "layers":
+            from lightning_modules.backbone import load_backbone
+
+            parts = load_backbone("tiny", dtype="float32", seed=args.seed)
+            vision = parts.model.model.visual
+            if args.patch_init == "dct":
+                dct_patch_init(vision)
+            stages = layer_features(vision, parts.processor.video_processor, clips)
+            scores = {}
+            for stage, feats in stages.items():
+                fit = ridge(
+                    np.array([feats[r["path"]] for r in rows["train"]]), np.array([r["q"] for r in rows["train"]]), 10.0
+                )
+                for s, v in rows.items():
+                    scores[f"{stage}/{s}"] = srcc(
+                        fit(np.array([feats[r["path"]] for r in v])), np.array([r["q"] for r in v])
+                    )
+            results[name] = {"srcc": scores, "seconds": round(time.perf_counter() - t0, 1)}
+            for stage in stages:
+                print(f"layers {stage}: " + " ".join(f"{s} {scores[f'{stage}/{s}']:+.2f}" for s in rows), flush=True)
+            continue
         else:
-            probe = build_probe(name, clips, args.size, args.seed, args.augment)
+            probe = build_probe(name, clips, args.size, args.seed, args.augment, args.patch_init)
             scores = train_probe(probe, rows, args.steps, args.batch, args.lr, args.seed)
         results[name] = {"srcc": scores, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"{name}: " + " ".join(f"{s} {v:+.2f}" for s, v in scores.items()), flush=True)
@@ -279,8 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = "| probe | " + " | ".join(rows) + " | seconds |"
     print("\n" + header + "\n|" + "---|" * (len(rows) + 2))
     for name, res in results.items():
-        cells = " | ".join(f"{res['srcc'][s]:+.2f}" for s in rows)
-        print(f"| {name} | {cells} | {res['seconds']} |")
+        labels = [k.split("/")[0] for k in res["srcc"] if k.endswith("/train")] if name == "layers" else [""]
+        for label in labels:
+            prefix = f"{label}/" if label else ""
+            cells = " | ".join(f"{res['srcc'][prefix + s]:+.2f}" for s in rows)
+            print(f"| {name}{' ' + label if label else ''} | {cells} | {res['seconds']} |")
     print(f"\n-> {out}")
     return 0
 

@@ -49,3 +49,32 @@ def test_missing_labels_and_unknown_probe_are_errors(tmp_path: Path, capsys: pyt
     with pytest.raises(SystemExit):
         lp.main(["--data", str(tmp_path), "--probes", "resnet"])
     assert "resnet" in capsys.readouterr().err
+
+
+def test_dct_patch_init_sets_orthogonal_frequency_filters() -> None:
+    from lightning_modules.backbone import load_backbone
+
+    vision = load_backbone("tiny", dtype="float32").model.model.visual
+    set_channels = lp.dct_patch_init(vision, reference=5.0)
+    conv = vision.patch_embed.proj
+    width = conv.weight.shape[0]
+    assert set_channels == width - 1 and conv.bias[-1].item() == 5.0 and not conv.bias[:-1].any()
+    # a flat grey patch excites only the DC (and reference) channel; a checkerboard only high frequencies
+    patch = conv.weight.shape[-1]
+    flat = torch.full((1, 3, 2, patch, patch), 0.5)
+    checker = (torch.arange(patch)[:, None] + torch.arange(patch)[None, :]) % 2 * 2.0 - 1.0
+    fine = checker.expand(1, 3, 2, patch, patch)
+    out_flat = conv(flat).flatten()[:-1]
+    out_fine = conv(fine).flatten()[:-1]
+    assert out_flat[0].abs() > 0.1 and out_flat[1:].abs().max() < 1e-5
+    assert out_fine[:3].abs().max() < 1e-5 and out_fine.abs().max() > 0.1
+
+
+def test_layers_probe_scores_every_stage(tmp_path: Path) -> None:
+    data = generate_benchmark(tmp_path / "syn", seed=0, size="tiny", workers=1, progress=False).parent
+    out = tmp_path / "layers.json"
+    assert lp.main(["--data", str(data), "--probes", "layers", "--patch-init", "dct", "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())["probes"]["layers"]["srcc"]
+    stages = {k.split("/")[0] for k in scores}
+    assert stages == {"patch_embed", "block0", "block1", "merger"}
+    assert len(scores) == 4 * 5

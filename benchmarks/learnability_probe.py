@@ -114,6 +114,34 @@ def dct_patch_init(vision: nn.Module, reference: float = 1.0) -> int:
     return len(channels)
 
 
+def scale_preserving_norms(vision: nn.Module, reference: float, channel: int = -1) -> int:
+    """Set the tower's LayerNorms so that, with a dominant reference channel, they pass magnitudes.
+
+    With one channel (``channel``) at ``reference`` and the rest small, a LayerNorm's mean and std
+    are ~``R k/n`` and ``R sqrt(k/n - (k/n)^2)`` (``k`` reference entries among ``n``, ``k = n/32``
+    for the post-shuffle DeepStack norm); gain = that std and bias = that mean on the other channels,
+    gain 0 on the reference, make ``LN(x) ~ x``: the patch energy the blocks need is no longer
+    normalised away. Returns the number of LayerNorms set.
+    """
+    width = vision.patch_embed.proj.weight.shape[0]
+    count = 0
+    with torch.no_grad():
+        for module in vision.modules():
+            if not isinstance(module, nn.LayerNorm):
+                continue
+            n = module.normalized_shape[0]
+            k = n // width
+            frac = k / n
+            mean, std = reference * frac, reference * np.sqrt(frac - frac**2)
+            module.weight.fill_(std)
+            module.bias.fill_(mean)
+            ref = torch.arange(n) % width == (channel % width)
+            module.weight[ref] = 0.0
+            module.bias[ref] = 0.0
+            count += 1
+    return count
+
+
 def layer_features(vision: nn.Module, processor: Any, clips: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     """Mean- and std-pooled activations of each tower stage, per clip: stage -> path -> vector."""
     acts: dict[str, torch.Tensor] = {}
@@ -174,7 +202,13 @@ class Probe:
 
 
 def build_probe(
-    name: str, clips: dict[str, Any], size: int, seed: int, augment: bool = False, patch_init: str = "random"
+    name: str,
+    clips: dict[str, Any],
+    size: int,
+    seed: int,
+    augment: bool = False,
+    patch_init: str = "random",
+    reference: float = 1.0,
 ) -> Probe:
     """The ``cnn``, ``tower`` or ``slowfast`` probe over decoded ``clips`` (path -> Clip).
 
@@ -209,8 +243,10 @@ def build_probe(
 
         parts = load_backbone("tiny", dtype="float32", freeze_vision=False, seed=seed)
         vision = parts.model.model.visual
-        if patch_init == "dct":
-            dct_patch_init(vision)
+        if patch_init in ("dct", "dct-ln"):
+            dct_patch_init(vision, reference)
+        if patch_init == "dct-ln":
+            scale_preserving_norms(vision, reference)
         processor = parts.processor.video_processor
         merge = vision.config.spatial_merge_size**2
         head = nn.Linear(vision.config.out_hidden_size, 1)
@@ -299,8 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="tower: flips, 90-degree turns, time reversal")
     parser.add_argument(
-        "--patch-init", default="random", choices=["random", "dct"], help="tower/layers patch embedding"
+        "--patch-init", default="random", choices=["random", "dct", "dct-ln"], help="tower/layers patch embedding"
     )
+    parser.add_argument("--patch-reference", type=float, default=1.0, help="dct: the reference channel's bias")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/learnability_probe.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -343,8 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             parts = load_backbone("tiny", dtype="float32", seed=args.seed)
             vision = parts.model.model.visual
-            if args.patch_init == "dct":
-                dct_patch_init(vision)
+            if args.patch_init in ("dct", "dct-ln"):
+                dct_patch_init(vision, args.patch_reference)
+            if args.patch_init == "dct-ln":
+                scale_preserving_norms(vision, args.patch_reference)
             stages = layer_features(vision, parts.processor.video_processor, clips)
             scores = {}
             for stage, feats in stages.items():
@@ -360,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"layers {stage}: " + " ".join(f"{s} {scores[f'{stage}/{s}']:+.2f}" for s in rows), flush=True)
             continue
         else:
-            probe = build_probe(name, clips, args.size, args.seed, args.augment, args.patch_init)
+            probe = build_probe(name, clips, args.size, args.seed, args.augment, args.patch_init, args.patch_reference)
             scores = train_probe(probe, rows, args.steps, args.batch, args.lr, args.seed)
         results[name] = {"srcc": scores, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"{name}: " + " ".join(f"{s} {v:+.2f}" for s, v in scores.items()), flush=True)

@@ -78,3 +78,20 @@ def test_layers_probe_scores_every_stage(tmp_path: Path) -> None:
     stages = {k.split("/")[0] for k in scores}
     assert stages == {"patch_embed", "block0", "block1", "merger"}
     assert len(scores) == 4 * 5
+
+
+def test_scale_preserving_norms_pass_magnitudes_next_to_a_reference_channel() -> None:
+    from lightning_modules.backbone import load_backbone
+
+    vision = load_backbone("tiny", dtype="float32").model.model.visual
+    assert lp.scale_preserving_norms(vision, reference=50.0) == 6  # 2 blocks x 2, merger, DeepStack merger
+    x = torch.zeros(3, 32)
+    x[:, :-1] = torch.randn(3, 31) * 0.5
+    x[:, -1] = 50.0
+    centred = lambda t: t - t.mean(-1, keepdim=True)  # noqa: E731  (LN still removes the vector's mean)
+    out = vision.blocks[0].norm1(x)
+    assert torch.allclose(centred(out[:, :-1]), centred(x[:, :-1]), atol=0.05) and out[:, -1].abs().max() < 1e-6
+    wide = x.repeat(1, 4)  # the post-shuffle DeepStack norm sees 4 patches (4 reference entries)
+    out = vision.deepstack_merger_list[0].norm(wide)
+    keep = torch.arange(128) % 32 != 31
+    assert torch.allclose(centred(out[:, keep]), centred(wide[:, keep]), atol=0.05)

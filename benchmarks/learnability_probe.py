@@ -142,6 +142,33 @@ def scale_preserving_norms(vision: nn.Module, reference: float, channel: int = -
     return count
 
 
+ENERGY_BANDS = {1: range(3, 11), 2: range(11, 27), 30: range(27, 30)}  # target channel -> DCT channels
+
+
+def energy_block_init(vision: nn.Module, gain: float = 3.0) -> int:
+    """Block 0's MLP rectifies DCT channels into shared energy channels (after :func:`dct_patch_init`).
+
+    Hidden units ``+g e_i`` and ``-g e_i`` per source channel ``i``; their GELUs sum to an
+    even, energy-like function of ``x_i``, written to one residual channel per band (mid- and
+    high-frequency luma, temporal difference: ``ENERGY_BANDS``), so every patch token carries its
+    energy along the same direction. Other MLP weights are zeroed. Returns the hidden units used.
+    """
+    mlp = vision.blocks[0].mlp
+    used = 0
+    with torch.no_grad():
+        mlp.linear_fc1.weight.zero_()
+        mlp.linear_fc1.bias.zero_()
+        mlp.linear_fc2.weight.zero_()
+        mlp.linear_fc2.bias.zero_()
+        for target, sources in ENERGY_BANDS.items():
+            for i in sources:
+                for sign in (1.0, -1.0):
+                    mlp.linear_fc1.weight[used, i] = sign * gain
+                    mlp.linear_fc2.weight[target, used] = 1.0 / (gain * len(sources))
+                    used += 1
+    return used
+
+
 def layer_features(vision: nn.Module, processor: Any, clips: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     """Mean- and std-pooled activations of each tower stage, per clip: stage -> path -> vector."""
     acts: dict[str, torch.Tensor] = {}
@@ -243,10 +270,12 @@ def build_probe(
 
         parts = load_backbone("tiny", dtype="float32", freeze_vision=False, seed=seed)
         vision = parts.model.model.visual
-        if patch_init in ("dct", "dct-ln"):
+        if patch_init in ("dct", "dct-ln", "dct-energy"):
             dct_patch_init(vision, reference)
-        if patch_init == "dct-ln":
+        if patch_init in ("dct-ln", "dct-energy"):
             scale_preserving_norms(vision, reference)
+        if patch_init == "dct-energy":
+            energy_block_init(vision)
         processor = parts.processor.video_processor
         merge = vision.config.spatial_merge_size**2
         head = nn.Linear(vision.config.out_hidden_size, 1)
@@ -335,7 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="tower: flips, 90-degree turns, time reversal")
     parser.add_argument(
-        "--patch-init", default="random", choices=["random", "dct", "dct-ln"], help="tower/layers patch embedding"
+        "--patch-init",
+        default="random",
+        choices=["random", "dct", "dct-ln", "dct-energy"],
+        help="tower/layers patch embedding",
     )
     parser.add_argument("--patch-reference", type=float, default=1.0, help="dct: the reference channel's bias")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/learnability_probe.json"))
@@ -380,10 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             parts = load_backbone("tiny", dtype="float32", seed=args.seed)
             vision = parts.model.model.visual
-            if args.patch_init in ("dct", "dct-ln"):
+            if args.patch_init in ("dct", "dct-ln", "dct-energy"):
                 dct_patch_init(vision, args.patch_reference)
-            if args.patch_init == "dct-ln":
+            if args.patch_init in ("dct-ln", "dct-energy"):
                 scale_preserving_norms(vision, args.patch_reference)
+            if args.patch_init == "dct-energy":
+                energy_block_init(vision)
             stages = layer_features(vision, parts.processor.video_processor, clips)
             scores = {}
             for stage, feats in stages.items():

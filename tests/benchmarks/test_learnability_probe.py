@@ -95,3 +95,16 @@ def test_scale_preserving_norms_pass_magnitudes_next_to_a_reference_channel() ->
     out = vision.deepstack_merger_list[0].norm(wide)
     keep = torch.arange(128) % 32 != 31
     assert torch.allclose(centred(out[:, keep]), centred(wide[:, keep]), atol=0.05)
+
+
+def test_energy_block_writes_an_even_function_of_each_band() -> None:
+    from lightning_modules.backbone import load_backbone
+
+    vision = load_backbone("tiny", dtype="float32").model.model.visual
+    assert lp.energy_block_init(vision) == 2 * sum(len(v) for v in lp.ENERGY_BANDS.values())
+    mlp = vision.blocks[0].mlp
+    x = torch.zeros(2, 32)
+    x[0, 12], x[1, 12] = 1.5, -1.5  # one high-frequency coefficient, both signs
+    out = mlp(x)
+    assert torch.allclose(out[0], out[1], atol=1e-6)  # even in the coefficient's sign
+    assert out[0, 2] > 0.05 and out[0, 1].abs() < 1e-6 and out[0, 30].abs() < 1e-6  # only its band's channel

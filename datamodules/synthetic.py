@@ -17,7 +17,7 @@ relative to the folder; ``distortions``/``severities`` ``;``-joined) and ``bench
 
 CLI: ``python -m datamodules.synthetic --out DIR --seed S [--size tiny|default|small|large]``; design
 variants for learnability experiments (``Design``): ``--families``, ``--distortions``,
-``--max-distortions``, ``--scene-bank`` (docs/learning.md).
+``--max-distortions``, ``--scene-bank``, ``--train-clips`` (docs/learning.md).
 """
 
 from __future__ import annotations

@@ -169,6 +169,22 @@ def energy_block_init(vision: nn.Module, gain: float = 3.0) -> int:
     return used
 
 
+PATCH_INITS = ("random", "dct", "dct-ln", "dct-energy")
+
+
+def init_tower(vision: nn.Module, patch_init: str, reference: float) -> None:
+    """Apply a ``--patch-init`` mode: each later mode adds one step to the one before it."""
+    if patch_init not in PATCH_INITS:
+        raise ValueError(f"unknown patch init {patch_init!r}; allowed: {PATCH_INITS}")
+    steps = PATCH_INITS.index(patch_init)
+    if steps >= 1:
+        dct_patch_init(vision, reference)
+    if steps >= 2:
+        scale_preserving_norms(vision, reference)
+    if steps >= 3:
+        energy_block_init(vision)
+
+
 def layer_features(vision: nn.Module, processor: Any, clips: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     """Mean- and std-pooled activations of each tower stage, per clip: stage -> path -> vector."""
     acts: dict[str, torch.Tensor] = {}
@@ -270,12 +286,7 @@ def build_probe(
 
         parts = load_backbone("tiny", dtype="float32", freeze_vision=False, seed=seed)
         vision = parts.model.model.visual
-        if patch_init in ("dct", "dct-ln", "dct-energy"):
-            dct_patch_init(vision, reference)
-        if patch_init in ("dct-ln", "dct-energy"):
-            scale_preserving_norms(vision, reference)
-        if patch_init == "dct-energy":
-            energy_block_init(vision)
+        init_tower(vision, patch_init, reference)
         processor = parts.processor.video_processor
         merge = vision.config.spatial_merge_size**2
         head = nn.Linear(vision.config.out_hidden_size, 1)
@@ -366,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--patch-init",
         default="random",
-        choices=["random", "dct", "dct-ln", "dct-energy"],
+        choices=list(PATCH_INITS),
         help="tower/layers patch embedding",
     )
     parser.add_argument("--patch-reference", type=float, default=1.0, help="dct: the reference channel's bias")
@@ -412,12 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             parts = load_backbone("tiny", dtype="float32", seed=args.seed)
             vision = parts.model.model.visual
-            if args.patch_init in ("dct", "dct-ln", "dct-energy"):
-                dct_patch_init(vision, args.patch_reference)
-            if args.patch_init in ("dct-ln", "dct-energy"):
-                scale_preserving_norms(vision, args.patch_reference)
-            if args.patch_init == "dct-energy":
-                energy_block_init(vision)
+            init_tower(vision, args.patch_init, args.patch_reference)
             stages = layer_features(vision, parts.processor.video_processor, clips)
             scores = {}
             for stage, feats in stages.items():

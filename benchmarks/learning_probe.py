@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     labels = Path(args.data) / "labels.csv"
     tables = {s: read_label_csv(labels, s, split=s) for s in ("train", *EVAL_SPLITS)}
-    decode = DecodeSettings(8, 16, 64, 32, 4, "auto", 0)
+    decode = DecodeSettings(8, 16, 64, args.motion_size, 4, "auto", 0)
     clips: dict[str, Any] = {}
     for split, table in tables.items():
         table.paths = [str(Path(args.data) / name) for name in table.names]
@@ -149,6 +149,7 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
         motion_frames=16,
         head_hidden=64,
         freeze_vision=bool(args.freeze_vision),
+        motion_weights=args.motion_weights,
         reasoning=bool(args.reasoning),
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
@@ -208,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=(0, 1),
         help="1: the tiny vision tower stays at its random initialisation (features cached)",
     )
+    ap.add_argument(
+        "--motion-weights", help="tiny SlowFast checkpoint of python -m lightning_modules.motion_pretrain (else random)"
+    )
+    ap.add_argument("--motion-size", type=int, default=64, help="motion clip size (the pre-training's --motion-size)")
     ap.add_argument("--vision-scale", type=float, default=1.0, help="multiply the tower's tokens (probe)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/learning_probe.json")

@@ -13,8 +13,9 @@ on a machine with internet::
     wget https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth
 
 and point ``model.init_args.motion_weights`` (``VersusQModule(motion_weights=...)``) at the file.
-``variant="tiny"`` is the same architecture with 4x fewer channels, one block per stage (depth 18)
-and random (seeded) weights.
+``variant="tiny"`` is the same architecture with fewer channels, one block per stage (depth 18)
+and a patch stem; its weights are random (seeded) unless ``motion_weights`` names a checkpoint of
+``python -m lightning_modules.motion_pretrain`` (the tiny stand-in for Kinetics pre-training).
 
 Injection: ``MotionInjector`` registers a forward hook on the LLM's input-embedding layer that
 overwrites the rows at ``<|motion_pad|>`` positions with the projected motion tokens of the
@@ -49,7 +50,19 @@ def _build_slowfast(variant: MotionEncoderName) -> nn.Module:
     if variant == "slowfast_r50":
         return create_slowfast(model_num_class=400)  # the zoo's SLOWFAST_8x8_R50 layout
     if variant == "tiny":
-        return create_slowfast(stem_dim_outs=(16, 2), model_depth=18, head=None)
+        # One block per stage, 4x fewer channels, and a stem that keeps pixel detail: a 4x4
+        # stride-4 patch conv and no max-pool. The R50 stem (7x7 stride 2, then a 2x pool) or a
+        # motion clip at half the frame size averages away the blur, noise and coding artefacts
+        # of 64-px clips (docs/learning.md: a CNN on 32-px clips 0.24 test SRCC, on 64-px 0.83).
+        return create_slowfast(
+            stem_dim_outs=(16, 4),
+            slowfast_channel_reduction_ratio=(4,),
+            stem_conv_kernel_sizes=((1, 4, 4), (3, 4, 4)),
+            stem_conv_strides=((1, 4, 4), (1, 4, 4)),
+            stem_pool=(None, None),
+            model_depth=18,
+            head=None,
+        )
     raise ValueError(f"motion_encoder={variant!r}; allowed: {list(MOTION_VARIANTS)}")
 
 
@@ -62,11 +75,14 @@ def _load_slowfast_weights(model: nn.Module, path: str) -> None:
         )
     checkpoint = torch.load(file, map_location="cpu", weights_only=False)
     state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatch: a checkpoint of another variant
+        raise ValueError(f"{file}: not a state dict of this SlowFast variant: {err}") from err
     trunk_missing = [k for k in missing if not k.startswith("blocks.6")]
     if trunk_missing or unexpected:
         raise ValueError(
-            f"{file}: not a SlowFast R50 state dict (missing {trunk_missing[:3]}…, unexpected {list(unexpected)[:3]}…)"
+            f"{file}: not a state dict of this SlowFast variant (missing {trunk_missing[:3]}…, unexpected {list(unexpected)[:3]}…)"
         )
 
 
@@ -74,8 +90,9 @@ class SlowFastMotionEncoder(nn.Module):
     """Frozen SlowFast; ``(N, T', 3, H, W)`` uint8 -> ``(N, T', C_fast)`` fast-pathway tokens.
 
     Args:
-        variant: ``"slowfast_r50"`` (C_fast = 256) or ``"tiny"`` (C_fast = 64).
-        weights: checkpoint path (required for ``slowfast_r50``; ignored by ``tiny``).
+        variant: ``"slowfast_r50"`` (C_fast = 256) or ``"tiny"`` (C_fast = 128).
+        weights: checkpoint path (required for ``slowfast_r50``; optional for ``tiny``: a
+            ``motion_pretrain`` checkpoint, else random weights).
         alpha: fast/slow frame-rate ratio (SlowFast's alpha, 4 for 8x8 R50).
         seed: initialisation seed for ``tiny``.
     """
@@ -86,13 +103,13 @@ class SlowFastMotionEncoder(nn.Module):
         torch.manual_seed(seed)
         model = _build_slowfast(variant)
         torch.random.set_rng_state(state)
-        if variant == "slowfast_r50":
-            if weights is None:
-                raise ValueError("motion_encoder='slowfast_r50' needs motion_weights=<path to SLOWFAST_8x8_R50.pyth>")
+        if variant == "slowfast_r50" and weights is None:
+            raise ValueError("motion_encoder='slowfast_r50' needs motion_weights=<path to SLOWFAST_8x8_R50.pyth>")
+        if weights is not None:
             _load_slowfast_weights(model, weights)
         self.trunk = nn.ModuleList(list(model.blocks)[:5])  # stem + res2..res5 (fusion included)
         self.alpha = alpha
-        self.out_dim = 256 if variant == "slowfast_r50" else 64
+        self.out_dim = 256 if variant == "slowfast_r50" else 128
         self.register_buffer("mean", torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1), persistent=False)
         self.requires_grad_(False)

@@ -1,0 +1,188 @@
+"""Pre-train the tiny SlowFast (the embedded default's motion encoder) on a distortion pretext.
+
+The paper's SlowFast R50 arrives pre-trained (Kinetics-400) and stays frozen; its fast-pathway
+features already say something about how a video moves and looks. The embedded default's tiny
+SlowFast is random, and a random frozen encoder says nothing (ridge on its features: train SRCC
+0.09, ``docs/learning.md``). This script is the tiny model's stand-in for that pre-training: it
+trains the tiny SlowFast, on a synthetic set generated **with another seed than the benchmark**
+(so no benchmark clip is seen), to regress the severity of each distortion the set applies
+(0 where absent) — a distortion-aware pretext in the spirit of CONTRIQUE / Re-IQA, not the
+benchmark's quality: the latent quality ``q``, the masks and the rating sources that turn
+severities into MOS are never shown to it; the VersusQ model has to learn those. The checkpoint
+then loads as ``model.init_args.motion_weights`` and the encoder stays frozen, as in the paper::
+
+    python -m datamodules.synthetic --out data/pretrain --seed 1 --size small --train-clips 2000
+    python -m lightning_modules.motion_pretrain --data data/pretrain --out outputs/motion/tiny_slowfast.pt
+
+Prints and stores (``<out>.json``) the per-distortion SRCC of the predicted severities on the
+pre-training set's held-out ``test`` split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from datamodules.video import load_clip
+from lightning_modules.motion import SlowFastMotionEncoder
+
+
+def read_pretext(label_file: str | Path, split: str) -> tuple[list[Path], list[dict[str, float]]]:
+    """Video paths and ``{distortion: severity}`` of one split of a synthetic ``labels.csv``.
+
+    Raises:
+        ValueError: the file lacks the generator's ``distortions``/``severities`` columns, or a
+            row's lists do not pair up (the message names the file and the row).
+    """
+    label_file = Path(label_file)
+    videos, targets = [], []
+    with open(label_file, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"video", "split", "distortions", "severities"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{label_file}: no {sorted(missing)} column(s); make it with python -m datamodules.synthetic")
+        for row_number, row in enumerate(reader, start=2):
+            if row["split"] != split:
+                continue
+            names = [n for n in row["distortions"].split(";") if n]
+            values = [v for v in row["severities"].split(";") if v]
+            if len(names) != len(values):
+                raise ValueError(f"{label_file} row {row_number}: {len(names)} distortions but {len(values)} severities")
+            try:
+                targets.append({n: float(v) for n, v in zip(names, values)})
+            except ValueError as err:
+                raise ValueError(f"{label_file} row {row_number}: bad severity {row['severities']!r}") from err
+            videos.append(label_file.parent / row["video"])
+    if not videos:
+        raise ValueError(f"{label_file}: no rows with split={split!r}")
+    return videos, targets
+
+
+def _features(encoder: SlowFastMotionEncoder, motion: torch.Tensor) -> torch.Tensor:
+    """The encoder's forward with gradients and BatchNorm in its current mode: ``(N, C)`` pooled."""
+    fast = motion.permute(0, 2, 1, 3, 4).float().div(255.0)
+    fast = (fast - encoder.mean) / encoder.std
+    x = [fast[:, :, :: encoder.alpha].contiguous(), fast]
+    for block in encoder.trunk:
+        x = block(x)
+    return x[1].mean(dim=(2, 3, 4))
+
+
+def pretrain(
+    train_motion: torch.Tensor,
+    train_targets: torch.Tensor,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+    log_every: int = 0,
+) -> tuple[SlowFastMotionEncoder, nn.Linear]:
+    """AdamW on the severity MSE; BatchNorm on batch statistics while training, then frozen.
+
+    Args:
+        train_motion: ``(N, T', 3, H, W)`` uint8 motion clips.
+        train_targets: ``(N, K)`` severities (0 where a distortion is absent).
+
+    Returns:
+        The encoder (eval mode, frozen; running statistics from the training batches) and the head.
+    """
+    torch.manual_seed(seed)
+    encoder = SlowFastMotionEncoder("tiny", seed=seed)
+    encoder.requires_grad_(True)
+    head = nn.Linear(encoder.out_dim, train_targets.shape[1])
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    centre = train_targets.mean(0)
+    nn.Module.train(encoder, True)  # the encoder's own train() keeps eval mode (frozen use)
+    for step in range(1, steps + 1):
+        idx = torch.as_tensor(rng.integers(0, len(train_motion), batch_size))
+        clips = train_motion[idx]
+        flip = torch.as_tensor(rng.random(batch_size) < 0.5)
+        clips = torch.where(flip.view(-1, 1, 1, 1, 1), clips.flip(-1), clips)  # label-preserving
+        loss = ((head(_features(encoder, clips)) - (train_targets[idx] - centre)) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if log_every and step % log_every == 0:
+            print(f"step {step:5d}  loss {loss.item():.4f}", flush=True)
+    encoder.requires_grad_(False)
+    encoder.eval()
+    return encoder, head
+
+
+@torch.no_grad()
+def score(encoder: SlowFastMotionEncoder, head: nn.Linear, motion: torch.Tensor, targets: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
+    """SRCC of each predicted severity against the truth, over the clips where it is present or not."""
+    preds = torch.cat([head(_features(encoder, motion[k : k + 32])) for k in range(0, len(motion), 32)])
+    return {n: float(spearmanr(preds[:, i], targets[:, i]).statistic) for i, n in enumerate(names)}
+
+
+def save_checkpoint(encoder: SlowFastMotionEncoder, path: str | Path, meta: dict[str, Any]) -> None:
+    """Write the trunk as a ``create_slowfast`` state dict (``blocks.i.*``), as the R50 zoo file has it."""
+    state = {f"blocks.{k}": v for k, v in encoder.trunk.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_state": state, "variant": "tiny", "pretext": meta}, path)
+
+
+def _load(videos: Sequence[Path], size: int, frames: int) -> torch.Tensor:
+    return torch.stack([load_clip(v, num_frames=1, motion_frames=frames, size=32, motion_size=size).motion for v in videos])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="synthetic set made with another --seed than the benchmark")
+    ap.add_argument("--out", required=True, help="checkpoint path (.pt); <out>.json gets the held-out scores")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--motion-size", type=int, default=64, help="must match data.motion_size of the runs")
+    ap.add_argument("--motion-frames", type=int, default=16, help="must match model.motion_frames")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    labels = Path(args.data) / "labels.csv"
+    if not labels.is_file():
+        ap.error(f"{labels} not found; make it: python -m datamodules.synthetic --out {args.data} --seed 1 --size small")
+    start = time.perf_counter()
+    train_videos, train_sev = read_pretext(labels, "train")
+    test_videos, test_sev = read_pretext(labels, "test")
+    names = sorted({n for s in train_sev for n in s})
+    as_matrix = lambda rows: torch.tensor([[s.get(n, 0.0) for n in names] for s in rows], dtype=torch.float32)  # noqa: E731
+    train_motion = _load(train_videos, args.motion_size, args.motion_frames)
+    test_motion = _load(test_videos, args.motion_size, args.motion_frames)
+    decoded = time.perf_counter() - start
+    encoder, head = pretrain(
+        train_motion, as_matrix(train_sev), args.steps, args.batch_size, args.lr, args.seed, log_every=max(args.steps // 10, 1)
+    )
+    scores = score(encoder, head, test_motion, as_matrix(test_sev), names)
+    record = {
+        "data": str(args.data),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("data", "out")},
+        "distortions": names,
+        "train_clips": len(train_videos),
+        "test_srcc": scores,
+        "seconds": {"decode": round(decoded, 1), "total": round(time.perf_counter() - start, 1)},
+    }
+    save_checkpoint(encoder, args.out, record)
+    Path(f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print("held-out severity SRCC: " + "  ".join(f"{n} {v:+.2f}" for n, v in scores.items()))
+    print(f"-> {args.out} ({record['seconds']['total']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The tiny SlowFast's distortion pre-training: the pretext learns, the checkpoint loads as frozen weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from lightning_modules.motion import SlowFastMotionEncoder
+from lightning_modules.motion_pretrain import _features, pretrain, read_pretext, save_checkpoint
+
+
+def _noisy_clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat-colour 32-px clips with per-frame noise of a known level in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    level = torch.rand(n, generator=gen)
+    base = torch.rand(n, 1, 3, 1, 1, generator=gen) * 160 + 48
+    noise = torch.randn(n, 8, 3, 32, 32, generator=gen) * (40 * level).view(n, 1, 1, 1, 1)
+    return (base + noise).clamp(0, 255).to(torch.uint8), level[:, None]
+
+
+def test_pretext_learns_and_checkpoint_reloads_as_frozen_encoder(tmp_path: Path) -> None:
+    train_x, train_y = _noisy_clips(256, 0)
+    test_x, test_y = _noisy_clips(64, 1)
+    encoder, head = pretrain(train_x, train_y, steps=60, batch_size=16, lr=3e-3, seed=0)
+    with torch.no_grad():
+        pred = head(_features(encoder, test_x))[:, 0]
+    assert spearmanr(pred, test_y[:, 0]).statistic > 0.8  # a random encoder + fresh head: ~0
+
+    path = tmp_path / "tiny_slowfast.pt"
+    save_checkpoint(encoder, path, {"distortions": ["noise"]})
+    loaded = SlowFastMotionEncoder("tiny", weights=str(path))
+    random = SlowFastMotionEncoder("tiny")
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    assert torch.allclose(loaded(test_x), encoder(test_x))  # weights and BatchNorm statistics
+    assert not torch.allclose(random(test_x), encoder(test_x))
+
+
+def test_checkpoint_of_another_variant_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "wrong.pt"
+    torch.save({"model_state": {"blocks.0.multipathway_blocks.0.conv.weight": torch.zeros(3, 3, 1, 1, 1)}}, path)
+    with pytest.raises(ValueError, match="wrong.pt"):
+        SlowFastMotionEncoder("tiny", weights=str(path))
+
+
+def test_read_pretext_rows_and_errors(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "video,mos,split,distortions,severities\n"
+        "train/0.mp4,3,train,blur;noise,0.5;0.25\n"
+        "train/1.mp4,4,train,,\n"
+        "test/0.mp4,2,test,compression,0.75\n"
+    )
+    videos, targets = read_pretext(labels, "train")
+    assert [v.name for v in videos] == ["0.mp4", "1.mp4"] and videos[0].parent == tmp_path / "train"
+    assert targets == [{"blur": 0.5, "noise": 0.25}, {}]
+    labels.write_text("video,mos,split,distortions,severities\ntrain/0.mp4,3,train,blur;noise,0.5\n")
+    with pytest.raises(ValueError, match="row 2"):
+        read_pretext(labels, "train")
+    labels.write_text("video,mos,split\ntrain/0.mp4,3,train\n")
+    with pytest.raises(ValueError, match="severities"):
+        read_pretext(labels, "train")

@@ -143,7 +143,7 @@ def missing_labels_hint(path: Path) -> str:
     """What makes a missing label file: the synthetic generator for a synthetic set, else nothing.
 
     >>> missing_labels_hint(Path("data/synthetic/labels.csv"))
-    '; the synthetic benchmark is generated: python -m datamodules.synthetic --out data/synthetic --seed 0 (make demo runs it)'
+    '; the synthetic benchmark is generated: python -m datamodules.synthetic --out data/synthetic --seed 0 --size small --design crisp (make demo runs it)'
     >>> missing_labels_hint(Path("lsvq/labels_test.csv"))
     ''
     """
@@ -151,7 +151,7 @@ def missing_labels_hint(path: Path) -> str:
         return ""
     return (
         f"; the synthetic benchmark is generated: python -m datamodules.synthetic --out "
-        f"{Path(path).parent.as_posix()} --seed 0 (make demo runs it)"
+        f"{Path(path).parent.as_posix()} --seed 0 --size small --design crisp (make demo runs it)"
     )
 
 

@@ -38,8 +38,12 @@ from datamodules.video import load_clip
 from lightning_modules.motion import SlowFastMotionEncoder
 
 
-def read_pretext(label_file: str | Path, split: str) -> tuple[list[Path], list[dict[str, float]]]:
-    """Video paths and ``{distortion: severity}`` of one split of a synthetic ``labels.csv``.
+def read_pretext(
+    label_file: str | Path, split: str, pretext: str = "severity"
+) -> tuple[list[Path], list[dict[str, float]]]:
+    """Video paths and targets of one split of a synthetic ``labels.csv``.
+
+    ``pretext="severity"``: ``{distortion: severity}`` per clip; ``"quality"``: ``{"q": latent quality}``.
 
     Raises:
         ValueError: the file lacks the generator's ``distortions``/``severities`` columns, or a
@@ -60,9 +64,9 @@ def read_pretext(label_file: str | Path, split: str) -> tuple[list[Path], list[d
             if len(names) != len(values):
                 raise ValueError(f"{label_file} row {row_number}: {len(names)} distortions but {len(values)} severities")
             try:
-                targets.append({n: float(v) for n, v in zip(names, values)})
+                targets.append({n: float(v) for n, v in zip(names, values)} if pretext == "severity" else {"q": float(row["q"])})
             except ValueError as err:
-                raise ValueError(f"{label_file} row {row_number}: bad severity {row['severities']!r}") from err
+                raise ValueError(f"{label_file} row {row_number}: bad {pretext} target {row.get('q') if pretext == 'quality' else row['severities']!r}") from err
             videos.append(label_file.parent / row["video"])
     if not videos:
         raise ValueError(f"{label_file}: no rows with split={split!r}")
@@ -147,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="synthetic set made with another --seed than the benchmark")
     ap.add_argument("--out", required=True, help="checkpoint path (.pt); <out>.json gets the held-out scores")
+    ap.add_argument(
+        "--pretext",
+        default="severity",
+        choices=("severity", "quality"),
+        help="severity: each distortion's severity (default); quality: the generator's latent quality q",
+    )
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -158,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not labels.is_file():
         ap.error(f"{labels} not found; make it: python -m datamodules.synthetic --out {args.data} --seed 1 --size small")
     start = time.perf_counter()
-    train_videos, train_sev = read_pretext(labels, "train")
-    test_videos, test_sev = read_pretext(labels, "test")
+    train_videos, train_sev = read_pretext(labels, "train", args.pretext)
+    test_videos, test_sev = read_pretext(labels, "test", args.pretext)
     names = sorted({n for s in train_sev for n in s})
     as_matrix = lambda rows: torch.tensor([[s.get(n, 0.0) for n in names] for s in rows], dtype=torch.float32)  # noqa: E731
     train_motion = _load(train_videos, args.motion_size, args.motion_frames)

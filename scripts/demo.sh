@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: the whole VersusQ pipeline on the embedded CPU default.
-#   1. generate the synthetic benchmark (real mp4s with real codec artefacts, known quality)
+#   1. generate the synthetic benchmark (real mp4s with real codec artefacts, known quality;
+#      the crisp design: one visible distortion per clip, docs/learning.md)
+#   1b. pre-train the tiny SlowFast on a distortion pretext over a DISJOINT synthetic set (another
+#      seed), the embedded default's stand-in for SlowFast's Kinetics pre-training; frozen after
 #   2. SFT the tiny Qwen3-VL-architecture model (+ tiny SlowFast)   -> run.py fit  (sft)
 #   3. MC-GRPO from the SFT checkpoint                              -> run.py fit  (mcgrpo)
 #   4. evaluate both checkpoints: in-domain + out-of-domain tables, LSQ / Elo / win-rate / BT
@@ -13,10 +16,13 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${DEMO_DIR:-outputs/demo}
 DATA=${DEMO_DATA:-data/synthetic}
+PRETRAIN_DATA=${DEMO_PRETRAIN_DATA:-data/synthetic_pretrain}
 SEED=${DEMO_SEED:-0}
+MOTION="$OUT/motion/tiny_slowfast.pt"
 REAL=${DEMO_REAL_VIDEOS:-../shared/data/videos}
 RESULTS=${DEMO_RESULTS:-benchmarks/results/demo.json}
-TINY="--config conf/tiny.yaml"  # conf/base.yaml + conf/model.yaml are loaded by default
+# conf/base.yaml + conf/model.yaml are loaded by default; every stage uses the pre-trained encoder
+TINY="--config conf/tiny.yaml --model.init_args.motion_weights $MOTION"
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 TIMES=()
 t0=$(date +%s); last=$t0
@@ -24,8 +30,14 @@ lap() { local now; now=$(date +%s); TIMES+=("$1=$((now - last))"); last=$now; }
 logger() { echo "--trainer.logger.init_args.save_dir $OUT --trainer.logger.init_args.name $1 --trainer.logger.init_args.version 0"; }
 
 log "1/6 synthetic benchmark -> $DATA"
-$PY -m datamodules.synthetic --out "$DATA" --seed "$SEED"
+$PY -m datamodules.synthetic --out "$DATA" --seed "$SEED" --size small --design crisp
 lap synthetic
+
+log "1b/6 tiny SlowFast pre-training (distortion severities) on $PRETRAIN_DATA (seed $((SEED + 1)), disjoint)"
+$PY -m datamodules.synthetic --out "$PRETRAIN_DATA" --seed "$((SEED + 1))" --size small --design crisp \
+  --train-clips "${DEMO_PRETRAIN_CLIPS:-2000}"
+$PY -m lightning_modules.motion_pretrain --data "$PRETRAIN_DATA" --out "$MOTION" --steps "${DEMO_MOTION_STEPS:-1000}"
+lap motion_pretrain
 
 log "2/6 SFT (tiny model, CPU)"
 # shellcheck disable=SC2046

@@ -202,3 +202,19 @@ def test_scene_bank_repeats_clean_content(tmp_path: Path) -> None:
 def test_bad_design_names_the_key(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Design(**kwargs)
+
+
+def test_cli_named_design_with_an_override(tmp_path: Path) -> None:
+    """``--design crisp`` (the demo's) applies its fields; a per-field flag overrides one of them."""
+    from datamodules.synthetic import main
+
+    assert main(["--out", str(tmp_path / "c"), "--size", "tiny", "--design", "crisp", "--train-clips", "3", "--workers", "1"]) == 0
+    meta = json.loads((tmp_path / "c" / "benchmark.json").read_text())
+    assert meta["design"]["families"] == ["shapes"] and meta["design"]["max_distortions"] == 1
+    assert meta["design"]["train_clips"] == 3 and meta["splits"]["train"] == 3
+    with open(tmp_path / "c" / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    in_domain = [r for r in rows if r["split"] in ("train", "test")]
+    assert {r["content"] for r in in_domain} == {"shapes"}
+    assert all(len(r["distortions"].split(";")) <= 1 for r in in_domain)
+    assert {d for r in in_domain for d in r["distortions"].split(";") if d} <= {"blur", "noise", "compression"}

@@ -313,19 +313,16 @@ def build_probe(
         return Probe(list(vision.parameters()) + list(head.parameters()), predict_tower)
     if name == "slowfast":
         from lightning_modules.motion import SlowFastMotionEncoder
+        from lightning_modules.motion_pretrain import _features
 
         encoder = SlowFastMotionEncoder("tiny", seed=seed)
         encoder.requires_grad_(True)
         head = nn.Linear(encoder.out_dim, 1)
 
         def predict_slowfast(videos: list[str], train: bool) -> torch.Tensor:
+            nn.Module.train(encoder, train)  # BatchNorm on batch statistics while training (motion_pretrain)
             motion = torch.stack([clips[v].motion for v in videos])  # (N, T', 3, H, W) uint8
-            fast = motion.permute(0, 2, 1, 3, 4).float().div(255.0)
-            fast = (fast - encoder.mean) / encoder.std
-            x = [fast[:, :, :: encoder.alpha].contiguous(), fast]
-            for block in encoder.trunk:
-                x = block(x)
-            return head(x[1].mean(dim=(2, 3, 4))).squeeze(-1)
+            return head(_features(encoder, motion)).squeeze(-1)
 
         return Probe(list(encoder.parameters()) + list(head.parameters()), predict_slowfast)
     raise ValueError(f"unknown probe {name!r}; allowed: {PROBES}")

@@ -13,8 +13,8 @@ on a machine with internet::
     wget https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth
 
 and point ``model.init_args.motion_weights`` (``VersusQModule(motion_weights=...)``) at the file.
-``variant="tiny"`` is the same architecture with fewer channels, one block per stage (depth 18)
-and a patch stem; its weights are random (seeded) unless ``motion_weights`` names a checkpoint of
+``variant="tiny"`` is the same architecture with fewer channels (8 in each pathway's stem), one block
+per stage (depth 18) and a patch stem; its weights are random (seeded) unless ``motion_weights`` names a checkpoint of
 ``python -m lightning_modules.motion_pretrain`` (the tiny stand-in for Kinetics pre-training).
 
 Injection: ``MotionInjector`` registers a forward hook on the LLM's input-embedding layer that
@@ -50,13 +50,14 @@ def _build_slowfast(variant: MotionEncoderName) -> nn.Module:
     if variant == "slowfast_r50":
         return create_slowfast(model_num_class=400)  # the zoo's SLOWFAST_8x8_R50 layout
     if variant == "tiny":
-        # One block per stage, 4x fewer channels, and a stem that keeps pixel detail: a 4x4
-        # stride-4 patch conv and no max-pool. The R50 stem (7x7 stride 2, then a 2x pool) or a
-        # motion clip at half the frame size averages away the blur, noise and coding artefacts
-        # of 64-px clips (docs/learning.md: a CNN on 32-px clips 0.24 test SRCC, on 64-px 0.83).
+        # One block per stage, 8 stem channels in BOTH pathways (beta = 1: the motion tokens come
+        # from the fast one, which the R50 layout makes 8x thinner), and a stem that keeps pixel
+        # detail: a 4x4 stride-4 patch conv and no max-pool. The R50 stem (7x7 stride 2, then a
+        # 2x pool) or a motion clip at half the frame size averages away the blur, noise and
+        # coding artefacts of 64-px clips (docs/learning.md).
         return create_slowfast(
-            stem_dim_outs=(16, 4),
-            slowfast_channel_reduction_ratio=(4,),
+            stem_dim_outs=(8, 8),
+            slowfast_channel_reduction_ratio=(1,),
             stem_conv_kernel_sizes=((1, 4, 4), (3, 4, 4)),
             stem_conv_strides=((1, 4, 4), (1, 4, 4)),
             stem_pool=(None, None),
@@ -90,7 +91,7 @@ class SlowFastMotionEncoder(nn.Module):
     """Frozen SlowFast; ``(N, T', 3, H, W)`` uint8 -> ``(N, T', C_fast)`` fast-pathway tokens.
 
     Args:
-        variant: ``"slowfast_r50"`` (C_fast = 256) or ``"tiny"`` (C_fast = 128).
+        variant: ``"slowfast_r50"`` or ``"tiny"`` (both C_fast = 256).
         weights: checkpoint path (required for ``slowfast_r50``; optional for ``tiny``: a
             ``motion_pretrain`` checkpoint, else random weights).
         alpha: fast/slow frame-rate ratio (SlowFast's alpha, 4 for 8x8 R50).
@@ -109,7 +110,7 @@ class SlowFastMotionEncoder(nn.Module):
             _load_slowfast_weights(model, weights)
         self.trunk = nn.ModuleList(list(model.blocks)[:5])  # stem + res2..res5 (fusion included)
         self.alpha = alpha
-        self.out_dim = 256 if variant == "slowfast_r50" else 128
+        self.out_dim = 256  # res5 fast-pathway channels of both variants
         self.register_buffer("mean", torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1), persistent=False)
         self.requires_grad_(False)

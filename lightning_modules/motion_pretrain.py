@@ -135,6 +135,45 @@ def score(encoder: SlowFastMotionEncoder, head: nn.Linear, motion: torch.Tensor,
     return {n: float(spearmanr(preds[:, i], targets[:, i]).statistic) for i, n in enumerate(names)}
 
 
+@torch.no_grad()
+def linear_probe(
+    encoder: SlowFastMotionEncoder, label_file: str | Path, motion_size: int, motion_frames: int, alpha: float = 10.0
+) -> dict[str, dict[str, float]]:
+    """What the frozen encoder's tokens carry: a ridge on them, fitted on a benchmark's train split.
+
+    Features per clip: mean and std over the motion tokens (``encoder(clip)``, as the LLM gets
+    them). Fitted to the latent quality ``q`` of the ``train`` rows; SRCC of the fit against ``q``
+    and against the (normalised) MOS on every split. Reporting only -- nothing is trained on it.
+    """
+    from datamodules.benchmarks import read_label_csv
+
+    label_file = Path(label_file)
+    with open(label_file, newline="") as f:
+        splits = list(dict.fromkeys(r["split"] for r in csv.DictReader(f)))
+    feats, tables = {}, {}
+    for split in splits:
+        table = read_label_csv(label_file, split, split=split)
+        if "q" not in table.extra:
+            raise ValueError(f"{label_file}: no 'q' column (the synthetic generator's latent quality)")
+        motion = _load([label_file.parent / n for n in table.names], motion_size, motion_frames)
+        tokens = torch.cat([encoder(motion[k : k + 32]) for k in range(0, len(motion), 32)])  # (N, T', C)
+        feats[split], tables[split] = torch.cat([tokens.mean(1), tokens.std(1)], 1).double().numpy(), table
+    x, q = feats["train"], np.asarray(tables["train"].extra["q"], dtype=float)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    design = lambda a: np.c_[(a - mu) / sd, np.ones(len(a))]  # noqa: E731
+    z = design(x)
+    beta = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ q)
+    out = {}
+    for split, table in tables.items():
+        pred = design(feats[split]) @ beta
+        out[split] = {
+            "srcc_q": float(spearmanr(pred, table.extra["q"]).statistic),
+            "srcc_mos": float(spearmanr(pred, table.mos).statistic),
+            "q_vs_mos": float(spearmanr(table.extra["q"], table.mos).statistic),  # the ceiling MOS allows
+        }
+    return out
+
+
 def save_checkpoint(encoder: SlowFastMotionEncoder, path: str | Path, meta: dict[str, Any]) -> None:
     """Write the trunk as a ``create_slowfast`` state dict (``blocks.i.*``), as the R50 zoo file has it."""
     state = {f"blocks.{k}": v for k, v in encoder.trunk.state_dict().items()}
@@ -163,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--motion-size", type=int, default=64, help="must match data.motion_size of the runs")
     ap.add_argument("--motion-frames", type=int, default=16, help="must match model.motion_frames")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--probe-benchmark",
+        help="synthetic benchmark folder: report a ridge on the frozen tokens (fit on its train split) per split",
+    )
     args = ap.parse_args(argv)
     labels = Path(args.data) / "labels.csv"
     if not labels.is_file():
@@ -187,9 +230,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test_srcc": scores,
         "seconds": {"decode": round(decoded, 1), "total": round(time.perf_counter() - start, 1)},
     }
+    if args.probe_benchmark:
+        record["linear_probe"] = {"benchmark": args.probe_benchmark}
+        record["linear_probe"].update(
+            linear_probe(encoder, Path(args.probe_benchmark) / "labels.csv", args.motion_size, args.motion_frames)
+        )
+        record["seconds"]["total"] = round(time.perf_counter() - start, 1)
     save_checkpoint(encoder, args.out, record)
     Path(f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")
     print("held-out severity SRCC: " + "  ".join(f"{n} {v:+.2f}" for n, v in scores.items()))
+    for split, r in record.get("linear_probe", {}).items():
+        if isinstance(r, dict):
+            print(
+                f"ridge on the frozen tokens, {split:>16}: SRCC vs q {r['srcc_q']:+.2f}, vs MOS {r['srcc_mos']:+.2f} "
+                f"(q vs MOS {r['q_vs_mos']:+.2f})"
+            )
     print(f"-> {args.out} ({record['seconds']['total']} s)")
     return 0
 

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
         a, b, m = pairs.index_a[idx], pairs.index_b[idx], pairs.margin[idx]
         texts = (
             [rationale_for_table(train, int(i), int(j), float(g)) for i, j, g in zip(a, b, m)]
-            if args.reasoning
+            if args.reasoning and step > args.reasoning_after
             else [""] * len(a)
         )
         loss = module.sft_loss(pair_batch(train, clips, a, b, m, texts))["loss"]
@@ -199,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--reasoning", type=int, default=1, choices=(0, 1))
+    ap.add_argument(
+        "--reasoning-after",
+        type=int,
+        default=0,
+        help="curriculum: the first K steps without rationales (empty <think>), then with them",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--oracle-gain", type=float, default=4.0)
     ap.add_argument("--vision", nargs="+", default=["oracle", "model"], choices=("oracle", "model"))

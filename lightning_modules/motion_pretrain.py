@@ -200,7 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--motion-size", type=int, default=64, help="must match data.motion_size of the runs")
-    ap.add_argument("--motion-frames", type=int, default=16, help="must match model.motion_frames")
+    ap.add_argument("--motion-frames", type=int, default=16, help="model.motion_frames (held-out scores, probe)")
+    ap.add_argument(
+        "--train-frames",
+        type=int,
+        help="frames of the pre-training clips (default: --motion-frames; the encoder is convolutional in time)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--probe-benchmark",
@@ -215,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_videos, test_sev = read_pretext(labels, "test", args.pretext)
     names = sorted({n for s in train_sev for n in s})
     as_matrix = lambda rows: torch.tensor([[s.get(n, 0.0) for n in names] for s in rows], dtype=torch.float32)  # noqa: E731
-    train_motion = _load(train_videos, args.motion_size, args.motion_frames)
+    train_motion = _load(train_videos, args.motion_size, args.train_frames or args.motion_frames)
     test_motion = _load(test_videos, args.motion_size, args.motion_frames)
     decoded = time.perf_counter() - start
     encoder, head = pretrain(

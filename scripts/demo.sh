@@ -4,7 +4,8 @@
 #      the crisp design: one visible distortion per clip, docs/learning.md)
 #   1b. pre-train the tiny SlowFast on a distortion pretext over a DISJOINT synthetic set (another
 #      seed), the embedded default's stand-in for SlowFast's Kinetics pre-training; frozen after
-#   2. SFT the tiny Qwen3-VL-architecture model (+ tiny SlowFast)   -> run.py fit  (sft)
+#   2. SFT the tiny Qwen3-VL-architecture model (+ frozen tiny SlowFast): 400 steps without
+#      rationales, then 400 with them (init_from the first)       -> run.py fit  (sft) x2
 #   3. MC-GRPO from the SFT checkpoint                              -> run.py fit  (mcgrpo)
 #   4. evaluate both checkpoints: in-domain + out-of-domain tables, LSQ / Elo / win-rate / BT
 #      from the model's own generated comparisons                   -> run.py test (x2)
@@ -36,12 +37,16 @@ lap synthetic
 log "1b/6 tiny SlowFast pre-training (distortion severities) on $PRETRAIN_DATA (seed $((SEED + 1)), disjoint)"
 $PY -m datamodules.synthetic --out "$PRETRAIN_DATA" --seed "$((SEED + 1))" --size small --design crisp \
   --train-clips "${DEMO_PRETRAIN_CLIPS:-2000}"
-$PY -m lightning_modules.motion_pretrain --data "$PRETRAIN_DATA" --out "$MOTION" --steps "${DEMO_MOTION_STEPS:-1000}"
+$PY -m lightning_modules.motion_pretrain --data "$PRETRAIN_DATA" --out "$MOTION" --steps "${DEMO_MOTION_STEPS:-1500}" \
+  --probe-benchmark "$DATA"  # reports what the frozen tokens carry about the benchmark (nothing trained on it)
 lap motion_pretrain
 
-log "2/6 SFT (tiny model, CPU)"
+log "2/6 SFT (tiny model, CPU): a curriculum, first without rationales (empty <think>), then with them"
 # shellcheck disable=SC2046
-$PY run.py fit --config conf/sft.yaml $TINY $(logger sft)
+$PY run.py fit --config conf/sft.yaml $TINY --config conf/ablations/sft_no_reasoning.yaml $(logger sft_warmup)
+WARM_CKPT="$OUT/sft_warmup/version_0/checkpoints/last.ckpt"
+# shellcheck disable=SC2046
+$PY run.py fit --config conf/sft.yaml $TINY --model.init_args.init_from "$WARM_CKPT" $(logger sft)
 SFT_CKPT="$OUT/sft/version_0/checkpoints/last.ckpt"
 lap sft
 

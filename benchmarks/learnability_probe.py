@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from datamodules.pair_datasets import DecodeSettings  # noqa: E402
+from lightning_modules.motion_pretrain import ridge  # noqa: E402
 
 PROBES = ("hand", "cnn", "tower", "slowfast", "layers")
 SPLITS = ("train", "test", "ood_content", "ood_distortion", "ood_calibration")
@@ -65,18 +66,6 @@ def hand_features(frames: torch.Tensor) -> list[float]:
     stats += [(td < 0.002).float().mean(), td.std(), sat.mean(), y.mean(), y.std()]
     stats += [(y > 0.97).float().mean(), (y < 0.03).float().mean(), ratio.mean()]
     return [float(v) for v in stats]
-
-
-def ridge(x_train: np.ndarray, y_train: np.ndarray, alpha: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
-    """Standardised ridge regression; returns the predictor."""
-    mu, sd = x_train.mean(0), x_train.std(0) + 1e-9
-
-    def design(x: np.ndarray) -> np.ndarray:
-        return np.c_[(x - mu) / sd, np.ones(len(x))]
-
-    a = design(x_train)
-    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y_train)
-    return lambda x: design(x) @ w
 
 
 def _dct_basis(n: int) -> torch.Tensor:
@@ -313,7 +302,6 @@ def build_probe(
         return Probe(list(vision.parameters()) + list(head.parameters()), predict_tower)
     if name == "slowfast":
         from lightning_modules.motion import SlowFastMotionEncoder
-        from lightning_modules.motion_pretrain import _features
 
         encoder = SlowFastMotionEncoder("tiny", seed=seed)
         encoder.requires_grad_(True)
@@ -322,7 +310,7 @@ def build_probe(
         def predict_slowfast(videos: list[str], train: bool) -> torch.Tensor:
             nn.Module.train(encoder, train)  # BatchNorm on batch statistics while training (motion_pretrain)
             motion = torch.stack([clips[v].motion for v in videos])  # (N, T', 3, H, W) uint8
-            return head(_features(encoder, motion)).squeeze(-1)
+            return head(encoder.encode(motion).mean(1)).squeeze(-1)
 
         return Probe(list(encoder.parameters()) + list(head.parameters()), predict_slowfast)
     raise ValueError(f"unknown probe {name!r}; allowed: {PROBES}")

@@ -131,6 +131,24 @@ class SlowFastMotionEncoder(nn.Module):
             self.to(dtype)
         return dtype
 
+    def encode(self, motion: torch.Tensor) -> torch.Tensor:
+        """``forward`` without ``no_grad`` and in the current BatchNorm mode (pre-training, probes).
+
+        Args:
+            motion: ``(N, T', 3, H, W)`` uint8, ``T' % alpha == 0``.
+
+        Returns:
+            ``(N, T', C_fast)`` features in the encoder's dtype, one per fast-pathway frame.
+        """
+        if motion.shape[1] % self.alpha:
+            raise ValueError(f"motion clip has {motion.shape[1]} frames, not a multiple of alpha={self.alpha}")
+        fast = motion.permute(0, 2, 1, 3, 4).to(self._dtype()).div(255.0)  # (N, 3, T', H, W)
+        fast = (fast - self.mean) / self.std
+        x = [fast[:, :, :: self.alpha].contiguous(), fast]  # slow (N,3,T'/a,H,W), fast
+        for block in self.trunk:
+            x = block(x)
+        return x[1].mean(dim=(3, 4)).transpose(1, 2)  # (N, T', C_fast)
+
     @torch.no_grad()
     def forward(self, motion: torch.Tensor) -> torch.Tensor:
         """Encode dense clips (in the dtype of the encoder's parameters).
@@ -141,14 +159,7 @@ class SlowFastMotionEncoder(nn.Module):
         Returns:
             ``(N, T', C_fast)`` float32 features, one per fast-pathway frame.
         """
-        if motion.shape[1] % self.alpha:
-            raise ValueError(f"motion clip has {motion.shape[1]} frames, not a multiple of alpha={self.alpha}")
-        fast = motion.permute(0, 2, 1, 3, 4).to(self._dtype()).div(255.0)  # (N, 3, T', H, W)
-        fast = (fast - self.mean) / self.std
-        x = [fast[:, :, :: self.alpha].contiguous(), fast]  # slow (N,3,T'/a,H,W), fast
-        for block in self.trunk:
-            x = block(x)
-        return x[1].mean(dim=(3, 4)).transpose(1, 2).float()  # (N, T', C_fast)
+        return self.encode(motion).float()
 
 
 class MotionProjector(nn.Module):

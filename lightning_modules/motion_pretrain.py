@@ -25,7 +25,7 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +55,26 @@ def read_pretext(
         reader = csv.DictReader(f)
         missing = {"video", "split", "distortions", "severities"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{label_file}: no {sorted(missing)} column(s); make it with python -m datamodules.synthetic")
+            raise ValueError(
+                f"{label_file}: no {sorted(missing)} column(s); make it with python -m datamodules.synthetic"
+            )
         for row_number, row in enumerate(reader, start=2):
             if row["split"] != split:
                 continue
             names = [n for n in row["distortions"].split(";") if n]
             values = [v for v in row["severities"].split(";") if v]
             if len(names) != len(values):
-                raise ValueError(f"{label_file} row {row_number}: {len(names)} distortions but {len(values)} severities")
+                raise ValueError(
+                    f"{label_file} row {row_number}: {len(names)} distortions but {len(values)} severities"
+                )
             try:
-                targets.append({n: float(v) for n, v in zip(names, values)} if pretext == "severity" else {"q": float(row["q"])})
+                targets.append(
+                    {n: float(v) for n, v in zip(names, values)} if pretext == "severity" else {"q": float(row["q"])}
+                )
             except ValueError as err:
-                raise ValueError(f"{label_file} row {row_number}: bad {pretext} target {row.get('q') if pretext == 'quality' else row['severities']!r}") from err
+                raise ValueError(
+                    f"{label_file} row {row_number}: bad {pretext} target {row.get('q') if pretext == 'quality' else row['severities']!r}"
+                ) from err
             videos.append(label_file.parent / row["video"])
     if not videos:
         raise ValueError(f"{label_file}: no rows with split={split!r}")
@@ -74,13 +82,20 @@ def read_pretext(
 
 
 def _features(encoder: SlowFastMotionEncoder, motion: torch.Tensor) -> torch.Tensor:
-    """The encoder's forward with gradients and BatchNorm in its current mode: ``(N, C)`` pooled."""
-    fast = motion.permute(0, 2, 1, 3, 4).float().div(255.0)
-    fast = (fast - encoder.mean) / encoder.std
-    x = [fast[:, :, :: encoder.alpha].contiguous(), fast]
-    for block in encoder.trunk:
-        x = block(x)
-    return x[1].mean(dim=(2, 3, 4))
+    """Clip features ``(N, C)``: the mean of the encoder's motion tokens, with gradients."""
+    return encoder.encode(motion).mean(1)
+
+
+def ridge(x_train: np.ndarray, y_train: np.ndarray, alpha: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+    """Standardised ridge regression; returns the predictor."""
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-9
+
+    def design(x: np.ndarray) -> np.ndarray:
+        return np.c_[(x - mu) / sd, np.ones(len(x))]
+
+    a = design(x_train)
+    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ y_train)
+    return lambda x: design(x) @ w
 
 
 def pretrain(
@@ -129,7 +144,9 @@ def pretrain(
 
 
 @torch.no_grad()
-def score(encoder: SlowFastMotionEncoder, head: nn.Linear, motion: torch.Tensor, targets: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
+def score(
+    encoder: SlowFastMotionEncoder, head: nn.Linear, motion: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
+) -> dict[str, float]:
     """SRCC of each predicted severity against the truth, over the clips where it is present or not."""
     preds = torch.cat([head(_features(encoder, motion[k : k + 32])) for k in range(0, len(motion), 32)])
     return {n: float(spearmanr(preds[:, i], targets[:, i]).statistic) for i, n in enumerate(names)}
@@ -158,14 +175,10 @@ def linear_probe(
         motion = _load([label_file.parent / n for n in table.names], motion_size, motion_frames)
         tokens = torch.cat([encoder(motion[k : k + 32]) for k in range(0, len(motion), 32)])  # (N, T', C)
         feats[split], tables[split] = torch.cat([tokens.mean(1), tokens.std(1)], 1).double().numpy(), table
-    x, q = feats["train"], np.asarray(tables["train"].extra["q"], dtype=float)
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    design = lambda a: np.c_[(a - mu) / sd, np.ones(len(a))]  # noqa: E731
-    z = design(x)
-    beta = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ q)
+    fit = ridge(feats["train"], np.asarray(tables["train"].extra["q"], dtype=float), alpha)
     out = {}
     for split, table in tables.items():
-        pred = design(feats[split]) @ beta
+        pred = fit(feats[split])
         out[split] = {
             "srcc_q": float(spearmanr(pred, table.extra["q"]).statistic),
             "srcc_mos": float(spearmanr(pred, table.mos).statistic),
@@ -183,7 +196,9 @@ def save_checkpoint(encoder: SlowFastMotionEncoder, path: str | Path, meta: dict
 
 
 def _load(videos: Sequence[Path], size: int, frames: int) -> torch.Tensor:
-    return torch.stack([load_clip(v, num_frames=1, motion_frames=frames, size=32, motion_size=size).motion for v in videos])
+    return torch.stack(
+        [load_clip(v, num_frames=1, motion_frames=frames, size=32, motion_size=size).motion for v in videos]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     labels = Path(args.data) / "labels.csv"
     if not labels.is_file():
-        ap.error(f"{labels} not found; make it: python -m datamodules.synthetic --out {args.data} --seed 1 --size small")
+        ap.error(
+            f"{labels} not found; make it: python -m datamodules.synthetic --out {args.data} --seed 1 --size small"
+        )
     start = time.perf_counter()
     train_videos, train_sev = read_pretext(labels, "train", args.pretext)
     test_videos, test_sev = read_pretext(labels, "test", args.pretext)
@@ -224,7 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_motion = _load(test_videos, args.motion_size, args.motion_frames)
     decoded = time.perf_counter() - start
     encoder, head = pretrain(
-        train_motion, as_matrix(train_sev), args.steps, args.batch_size, args.lr, args.seed, log_every=max(args.steps // 10, 1)
+        train_motion,
+        as_matrix(train_sev),
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        log_every=max(args.steps // 10, 1),
     )
     scores = score(encoder, head, test_motion, as_matrix(test_sev), names)
     record = {

@@ -208,7 +208,23 @@ def test_cli_named_design_with_an_override(tmp_path: Path) -> None:
     """``--design crisp`` (the demo's) applies its fields; a per-field flag overrides one of them."""
     from datamodules.synthetic import main
 
-    assert main(["--out", str(tmp_path / "c"), "--size", "tiny", "--design", "crisp", "--train-clips", "3", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path / "c"),
+                "--size",
+                "tiny",
+                "--design",
+                "crisp",
+                "--train-clips",
+                "3",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "c" / "benchmark.json").read_text())
     assert meta["design"]["families"] == ["shapes"] and meta["design"]["max_distortions"] == 1
     assert meta["design"]["train_clips"] == 3 and meta["splits"]["train"] == 3

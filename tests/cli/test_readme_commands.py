@@ -13,7 +13,12 @@ import run
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 #: the README's placeholders -> values the parser accepts (nothing is loaded by --print_config)
-PLACEHOLDERS = {"<ckpt>": "x.ckpt", "<sft ckpt>": "sft.ckpt", "<folder or csv>": "folder"}
+PLACEHOLDERS = {
+    "<ckpt>": "x.ckpt",
+    "<sft ckpt>": "sft.ckpt",
+    "<warm-up ckpt>": "warm.ckpt",
+    "<folder or csv>": "folder",
+}
 
 
 def readme_commands(text: str) -> list[str]:

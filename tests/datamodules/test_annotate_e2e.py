@@ -255,7 +255,7 @@ def test_ctrl_c_keeps_every_written_record_and_the_rerun_finishes(
 ) -> None:
     rows = read_pairs(annotated.pairs)
     standin.register(annotated.work / "syn", sorted({n for r in rows for n in r.key} - {"gone.mp4"}))
-    standin.delay = 0.4
+    standin.delay = 1.0  # per request: time for SIGINT to land between records even on a loaded machine
     out = tmp_path / "r.jsonl"
     cmd = [
         sys.executable,

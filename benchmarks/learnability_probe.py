@@ -357,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64, help="frame size of the cnn/tower input")
     parser.add_argument("--motion-size", type=int, default=64, help="frame size of the slowfast input")
+    parser.add_argument("--motion-crop", default="native", choices=("resize", "native"), help="data.motion_crop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="tower: flips, 90-degree turns, time reversal")
     parser.add_argument(
@@ -382,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "q" not in table[0]:
         parser.error(f"{labels} has no 'q' column: the probe needs the synthetic generator's latent quality")
     start = time.perf_counter()
-    decode = DecodeSettings(args.frames, 16, args.size, args.motion_size, 4, "auto", 0)
+    decode = DecodeSettings(args.frames, 16, args.size, args.motion_size, 4, "auto", 0, motion_crop=args.motion_crop)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
     clips = {}
     for r in table:

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, vision: str) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     labels = Path(args.data) / "labels.csv"
     tables = {s: read_label_csv(labels, s, split=s) for s in ("train", *EVAL_SPLITS)}
-    decode = DecodeSettings(8, 16, 64, args.motion_size, 4, "auto", 0)
+    decode = DecodeSettings(8, 16, 64, args.motion_size, 4, "auto", 0, motion_crop=args.motion_crop)
     clips: dict[str, Any] = {}
     for split, table in tables.items():
         table.paths = [str(Path(args.data) / name) for name in table.names]
@@ -219,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--motion-weights", help="tiny SlowFast checkpoint of python -m lightning_modules.motion_pretrain (else random)"
     )
     ap.add_argument("--motion-size", type=int, default=64, help="motion clip size (the pre-training's --motion-size)")
+    ap.add_argument("--motion-crop", default="native", choices=("resize", "native"), help="data.motion_crop")
     ap.add_argument("--vision-scale", type=float, default=1.0, help="multiply the tower's tokens (probe)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/learning_probe.json")

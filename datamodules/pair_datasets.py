@@ -87,6 +87,7 @@ class DecodeSettings:
     alpha: int
     backend: str
     cache_size: int = 0
+    motion_crop: str = "resize"
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def load(self, path: str) -> Clip:
@@ -102,6 +103,7 @@ class DecodeSettings:
             motion_size=self.motion_size,
             alpha=self.alpha,
             backend=self.backend,
+            motion_crop=self.motion_crop,
         )
         if self.cache_size > 0:
             self._cache[path] = clip

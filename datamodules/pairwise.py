@@ -86,6 +86,9 @@ class PairwiseVideoDataModule(LightningDataModule):
         motion_frames: dense frames per video for SlowFast (paper: 64 motion tokens).
         frame_size: short side of the VLM frames (``None``: native).
         motion_size: square side of the motion clip (``None``: native short side).
+        motion_crop: ``"resize"`` (the clip's short side to ``motion_size``, centre square) or
+            ``"native"`` (a ``motion_size`` square of the native picture: artefacts keep their
+            pixel scale across resolutions; the tiny demo's setting).
         alpha: SlowFast speed ratio (motion length is a multiple of it).
         decode_backend: ``auto``, ``decord``, ``pyav`` or ``torchcodec``.
         skip_bad_videos: skip undecodable training videos (each warned about once) instead of
@@ -116,6 +119,7 @@ class PairwiseVideoDataModule(LightningDataModule):
         motion_frames: int = 64,
         frame_size: int | None = 224,
         motion_size: int | None = 224,
+        motion_crop: Literal["resize", "native"] = "resize",
         alpha: int = 4,
         decode_backend: Literal["auto", "decord", "pyav", "torchcodec"] = "auto",
         skip_bad_videos: bool = True,
@@ -137,6 +141,7 @@ class PairwiseVideoDataModule(LightningDataModule):
             alpha,
             decode_backend,
             clip_cache_size,
+            motion_crop,
         )
         self._tables: dict[str, VideoTable] = {}
         self._datasets: dict[str, Dataset] = {}

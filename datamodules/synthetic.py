@@ -91,6 +91,13 @@ class Design:
             and resolution (few sources x many distortions, as in LIVE or Waterloo-IVC-4K);
             0 renders new content for every clip.
         train_clips: number of training clips (``None``: the size preset's).
+        eval_source: one training rating source that rates every clip of ``test``, ``ood_content``
+            and ``ood_distortion`` (each real test set is one study, so its MOS ranks clips on one
+            scale); ``None`` mixes the training sources there too. ``ood_calibration`` keeps its
+            unseen source.
+        held_out_on_top: ``ood_distortion`` clips get their held-out distortion *on top of*
+            1..``max_distortions`` training ones (False: it counts towards ``max_distortions``, so
+            with ``max_distortions=1`` a clip's quality would hang on the unseen distortion alone).
     """
 
     families: tuple[str, ...] | None = None
@@ -98,6 +105,8 @@ class Design:
     max_distortions: int = 3
     scene_bank: int = 0
     train_clips: int | None = None
+    eval_source: str | None = None
+    held_out_on_top: bool = False
 
     def __post_init__(self) -> None:
         if self.families is not None:
@@ -114,21 +123,31 @@ class Design:
             raise ValueError(f"scene_bank must be >= 0, got {self.scene_bank}")
         if self.train_clips is not None and self.train_clips < 1:
             raise ValueError(f"train_clips must be >= 1, got {self.train_clips}")
+        if self.eval_source is not None and self.eval_source not in TRAIN_SOURCES:
+            raise ValueError(f"eval_source {self.eval_source!r} not allowed; choose from {list(TRAIN_SOURCES)}")
 
     def split(self, name: str) -> SplitSpec:
         """The split's spec under this design."""
         spec = SPLITS[name]
         families = spec.families if spec.families == HELD_OUT_FAMILIES else (self.families or spec.families)
-        return SplitSpec(
-            families, self.distortions or spec.distortions, spec.required, spec.sources, spec.alt_resolution
-        )
+        sources = spec.sources
+        if self.eval_source and name != "train" and spec.sources == TRAIN_SOURCES:
+            sources = (self.eval_source,)
+        return SplitSpec(families, self.distortions or spec.distortions, spec.required, sources, spec.alt_resolution)
 
 
 DESIGNS: dict[str, Design] = {
     "benchmark": Design(),
     # the embedded default's design (make demo): crisp content, one visible distortion per clip,
-    # so that quality is what a small encoder can see (docs/learning.md)
-    "crisp": Design(families=("shapes",), distortions=("blur", "noise", "compression"), max_distortions=1),
+    # so that quality is what a small encoder can see; each test split rated by one study, and the
+    # unseen distortion of ood_distortion on top of a seen one (docs/learning.md)
+    "crisp": Design(
+        families=("shapes",),
+        distortions=("blur", "noise", "compression"),
+        max_distortions=1,
+        eval_source="acr5",
+        held_out_on_top=True,
+    ),
 }
 
 
@@ -186,14 +205,15 @@ def encode_mp4(frames: np.ndarray, path: str | Path, crf: int, fps: int = 16) ->
 
 
 def _draw_distortions(
-    spec: SplitSpec, beta: tuple[float, float], rng: np.random.Generator, max_count: int = 3
+    spec: SplitSpec, beta: tuple[float, float], rng: np.random.Generator, max_count: int = 3, on_top: bool = False
 ) -> dict[str, float]:
-    """1–``max_count`` distortions (one from ``spec.required`` if set), Beta-distributed severities."""
+    """1–``max_count`` distortions (one from ``spec.required`` if set, counted among them unless
+    ``on_top``), Beta-distributed severities."""
     weights = np.array([0.4, 0.35, 0.25][:max_count])
     count = int(rng.choice(np.arange(1, max_count + 1), p=weights / weights.sum()))
     chosen = [str(rng.choice(spec.required))] if spec.required else []
     pool = [d for d in spec.distortions if d not in chosen]
-    size = max(0, min(count - len(chosen), len(pool)))  # a small design pool caps the count
+    size = max(0, min(count - (0 if on_top else len(chosen)), len(pool)))  # a small design pool caps the count
     chosen += [str(d) for d in rng.choice(pool, size=size, replace=False)]
     severities = np.round(rng.beta(*beta, size=len(chosen)), 3).clip(0.001, 1.0)
     order = list(DISTORTIONS)  # canonical application order
@@ -223,7 +243,7 @@ def make_clip(
     rng = np.random.default_rng([seed, index])
     family = str(rng.choice(spec.families))
     source = SOURCES[spec.sources[index % len(spec.sources)]]  # balanced mix
-    distortions = _draw_distortions(spec, source.severity_beta, rng, design.max_distortions)
+    distortions = _draw_distortions(spec, source.severity_beta, rng, design.max_distortions, design.held_out_on_top)
     height, width = preset.alt_size if spec.alt_resolution else preset.size
     content_rng = rng
     if design.scene_bank:  # one of K fixed scenes of this family (and resolution)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from datamodules.synthetic import DESIGNS, PRESETS, TRAIN_FAMILIES, generate_benchmark
-from datamodules.synthetic_distort import TRAIN_DISTORTIONS
+from datamodules.synthetic_distort import TRAIN_DISTORTIONS, TRAIN_SOURCES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     variant.add_argument("--max-distortions", type=int, help="at most this many per clip (1-3)")
     variant.add_argument("--scene-bank", type=int, help="K fixed clean scenes per family (0: all new)")
     variant.add_argument("--train-clips", type=int, help="training clips (default: the size preset's)")
+    variant.add_argument(
+        "--eval-source", choices=TRAIN_SOURCES, help="the one rating source of test, ood_content and ood_distortion"
+    )
+    variant.add_argument(
+        "--held-out-on-top",
+        action=argparse.BooleanOptionalAction,
+        help="ood_distortion: the unseen distortion on top of 1..max seen ones",
+    )
     args = parser.parse_args(argv)
     split = lambda v: tuple(x.strip() for x in v.split(",") if x.strip()) if v else None  # noqa: E731
     try:
@@ -35,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_distortions": args.max_distortions,
             "scene_bank": args.scene_bank,
             "train_clips": args.train_clips,
+            "eval_source": args.eval_source,
+            "held_out_on_top": args.held_out_on_top,
         }
         design = dataclasses.replace(DESIGNS[args.design], **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as err:

@@ -17,7 +17,11 @@ Sampling (Sec. 3.3 / 4.1 of the paper: 8 visual frames, 64 SlowFast motion frame
 Resizing: the short side becomes ``size`` (aspect kept), but a source smaller than ``size`` is
 never upscaled, except up to a 32 px short side for tiny sources (``min(size, max(native, 32))``).
 ``motion`` is resized the same way with ``motion_size`` and then centre-cropped to a square.
-``None`` keeps the native resolution (motion is still centre-cropped square). Sizes refer to the
+``None`` keeps the native resolution (motion is still centre-cropped square). With
+``motion_crop="native"`` the motion clip is not resized: a ``motion_size`` square is cut from the
+native picture (upscaled only when the source is smaller), so that blur, noise and coding
+artefacts keep their pixel scale whatever the source resolution (FAST-VQA's fragments keep native
+patches for the same reason). Sizes refer to the
 displayed picture: rotation metadata is honoured by every backend. Pixels are assumed square.
 
 Backends (``backend=``): ``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``, which tries
@@ -267,6 +271,7 @@ def load_clip(
     alpha: int = 4,
     backend: str = "auto",
     timeout_s: float = 120.0,
+    motion_crop: str = "resize",
 ) -> Clip:
     """Decode a video once into uniformly sampled VLM frames and a dense centred motion clip.
 
@@ -282,6 +287,8 @@ def load_clip(
             ``"torchcodec"`` (that backend only).
         timeout_s: per-backend decode time limit (checked per frame by PyAV, after each call by
             the native backends).
+        motion_crop: ``"resize"`` (short side to ``motion_size``, then the centre square) or
+            ``"native"`` (the centre ``motion_size`` square of the native picture).
 
     Returns:
         The :class:`Clip`.
@@ -305,6 +312,11 @@ def load_clip(
     native_short = min(info.height, info.width)
     frames_short = target_short_side(native_short, size)
     motion_short = target_short_side(native_short, motion_size)
+    motion_side = motion_short
+    if motion_crop == "native":
+        motion_short = max(native_short, motion_short)  # no downscaling: the crop keeps the pixel scale
+    elif motion_crop != "resize":
+        raise ValueError(f"unknown motion_crop {motion_crop!r}; allowed: 'resize', 'native'")
     decode_hw = resized_hw(info.height, info.width, max(frames_short, motion_short))
     order = AUTO_ORDER if backend == "auto" else (backend,)
     video, used = _decode(path, info, union, decode_hw, order, timeout_s)  # (U, 3, h, w)
@@ -318,9 +330,10 @@ def load_clip(
         size=size,
         motion_size=motion_size,
         alpha=alpha,
+        **({"motion_crop": motion_crop} if motion_crop != "resize" else {}),  # resize keys stay as they were
     )
     return Clip(
-        path=str(path), key=key, frames=frames.contiguous(), motion=_centre_crop(motion, motion_short),
+        path=str(path), key=key, frames=frames.contiguous(), motion=_centre_crop(motion, motion_side),
         fps=info.fps, frame_count=info.frame_count, duration=info.duration, width=info.width,
         height=info.height, rotation=info.rotation, padded=padded, backend=used,
     )  # fmt: skip

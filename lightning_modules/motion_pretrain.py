@@ -154,7 +154,12 @@ def score(
 
 @torch.no_grad()
 def linear_probe(
-    encoder: SlowFastMotionEncoder, label_file: str | Path, motion_size: int, motion_frames: int, alpha: float = 10.0
+    encoder: SlowFastMotionEncoder,
+    label_file: str | Path,
+    motion_size: int,
+    motion_frames: int,
+    alpha: float = 10.0,
+    motion_crop: str = "resize",
 ) -> dict[str, dict[str, float]]:
     """What the frozen encoder's tokens carry: a ridge on them, fitted on a benchmark's train split.
 
@@ -172,7 +177,7 @@ def linear_probe(
         table = read_label_csv(label_file, split, split=split)
         if "q" not in table.extra:
             raise ValueError(f"{label_file}: no 'q' column (the synthetic generator's latent quality)")
-        motion = _load([label_file.parent / n for n in table.names], motion_size, motion_frames)
+        motion = _load([label_file.parent / n for n in table.names], motion_size, motion_frames, motion_crop)
         tokens = torch.cat([encoder(motion[k : k + 32]) for k in range(0, len(motion), 32)])  # (N, T', C)
         feats[split], tables[split] = torch.cat([tokens.mean(1), tokens.std(1)], 1).double().numpy(), table
     fit = ridge(feats["train"], np.asarray(tables["train"].extra["q"], dtype=float), alpha)
@@ -195,9 +200,12 @@ def save_checkpoint(encoder: SlowFastMotionEncoder, path: str | Path, meta: dict
     torch.save({"model_state": state, "variant": "tiny", "pretext": meta}, path)
 
 
-def _load(videos: Sequence[Path], size: int, frames: int) -> torch.Tensor:
+def _load(videos: Sequence[Path], size: int, frames: int, crop: str = "resize") -> torch.Tensor:
     return torch.stack(
-        [load_clip(v, num_frames=1, motion_frames=frames, size=32, motion_size=size).motion for v in videos]
+        [
+            load_clip(v, num_frames=1, motion_frames=frames, size=32, motion_size=size, motion_crop=crop).motion
+            for v in videos
+        ]
     )
 
 
@@ -215,6 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--motion-size", type=int, default=64, help="must match data.motion_size of the runs")
+    ap.add_argument(
+        "--motion-crop", default="native", choices=("resize", "native"), help="must match data.motion_crop of the runs"
+    )
     ap.add_argument("--motion-frames", type=int, default=16, help="model.motion_frames (held-out scores, probe)")
     ap.add_argument(
         "--train-frames",
@@ -243,8 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_videos, test_sev = read_pretext(labels, "test", args.pretext)
     names = sorted({n for s in train_sev for n in s})
     as_matrix = lambda rows: torch.tensor([[s.get(n, 0.0) for n in names] for s in rows], dtype=torch.float32)  # noqa: E731
-    train_motion = _load(train_videos, args.motion_size, args.train_frames or args.motion_frames)
-    test_motion = _load(test_videos, args.motion_size, args.motion_frames)
+    train_motion = _load(train_videos, args.motion_size, args.train_frames or args.motion_frames, args.motion_crop)
+    test_motion = _load(test_videos, args.motion_size, args.motion_frames, args.motion_crop)
     decoded = time.perf_counter() - start
     encoder, head = pretrain(
         train_motion,
@@ -267,7 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.probe_benchmark:
         record["linear_probe"] = {"benchmark": args.probe_benchmark}
         record["linear_probe"].update(
-            linear_probe(encoder, Path(args.probe_benchmark) / "labels.csv", args.motion_size, args.motion_frames)
+            linear_probe(
+                encoder,
+                Path(args.probe_benchmark) / "labels.csv",
+                args.motion_size,
+                args.motion_frames,
+                motion_crop=args.motion_crop,
+            )
         )
         record["seconds"]["total"] = round(time.perf_counter() - start, 1)
     save_checkpoint(encoder, args.out, record)

@@ -55,7 +55,7 @@ _IDENTITY_KEYS = (
     "readout",
     "reasoning",
 )
-_DECODE_KEYS = ("num_frames", "motion_frames", "frame_size", "motion_size", "alpha")
+_DECODE_KEYS = ("num_frames", "motion_frames", "frame_size", "motion_size", "motion_crop", "alpha")
 
 
 class VersusQModule(InferenceMixin, LightningModule):

@@ -197,6 +197,7 @@ def test_scene_bank_repeats_clean_content(tmp_path: Path) -> None:
         ({"max_distortions": 4}, "max_distortions"),
         ({"scene_bank": -1}, "scene_bank"),
         ({"train_clips": 0}, "train_clips"),
+        ({"eval_source": "unit_steep"}, "eval_source"),
     ],
 )
 def test_bad_design_names_the_key(kwargs: dict, message: str) -> None:
@@ -234,3 +235,34 @@ def test_cli_named_design_with_an_override(tmp_path: Path) -> None:
     assert {r["content"] for r in in_domain} == {"shapes"}
     assert all(len(r["distortions"].split(";")) <= 1 for r in in_domain)
     assert {d for r in in_domain for d in r["distortions"].split(";") if d} <= {"blur", "noise", "compression"}
+    # crisp: one study rates each test split; the unseen distortion comes on top of a seen one
+    assert {r["source"] for r in rows if r["split"] in ("test", "ood_content", "ood_distortion")} == {"acr5"}
+    assert {r["source"] for r in rows if r["split"] == "ood_calibration"} == {"unit_steep"}
+    assert len({r["source"] for r in rows if r["split"] == "train"}) > 1
+    for r in (r for r in rows if r["split"] == "ood_distortion"):
+        names = r["distortions"].split(";")
+        assert len(names) == 2 and len(set(names) & set(HELD_OUT_DISTORTIONS)) == 1, names
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path / "m"),
+                "--size",
+                "tiny",
+                "--design",
+                "crisp",
+                "--no-held-out-on-top",
+                "--eval-source",
+                "expert10",
+                "--train-clips",
+                "2",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    with open(tmp_path / "m" / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["source"] for r in rows if r["split"] == "test"} == {"expert10"}
+    assert all(len(r["distortions"].split(";")) == 1 for r in rows if r["split"] == "ood_distortion")

@@ -102,6 +102,22 @@ def test_sizes_native_odd_and_tiny(clip_dir: Path) -> None:
     assert tuple(tiny.frames.shape[-2:]) == (32, 48) and tuple(tiny.motion.shape[-2:]) == (32, 32)
 
 
+def test_native_motion_crop_keeps_the_pixel_scale(clip_dir: Path) -> None:
+    """``motion_crop="native"``: the centre square of the undecimated picture, not a resized one."""
+    full = load_clip(clip_dir / "plain.mp4", size=32, motion_size=None, motion_frames=8, backend="pyav")
+    crop = load_clip(
+        clip_dir / "plain.mp4", size=32, motion_size=32, motion_frames=8, backend="pyav", motion_crop="native"
+    )
+    resized = load_clip(clip_dir / "plain.mp4", size=32, motion_size=32, motion_frames=8, backend="pyav")
+    assert tuple(crop.motion.shape) == (8, 3, 32, 32) == tuple(resized.motion.shape)
+    assert torch.equal(crop.motion, full.motion[..., 16:48, 16:48])  # 64x64 native centre -> its centre 32
+    # the red quadrant's edge (row 32, col 48 natively) sits at the crop's centre; resizing moves it
+    assert crop.motion[0, 0, :16, :16].float().mean() > 200 and crop.motion[0, 0, 16:, 16:].float().mean() < 50
+    assert crop.key != resized.key
+    with pytest.raises(ValueError, match="motion_crop"):
+        load_clip(clip_dir / "plain.mp4", size=32, motion_size=32, motion_frames=8, motion_crop="fragments")
+
+
 @pytest.mark.parametrize("backend", ["pyav", "torchcodec"])
 def test_rotation_metadata_applied(clip_dir: Path, backend: str) -> None:
     try:

@@ -67,13 +67,33 @@ def _build_slowfast(variant: MotionEncoderName) -> nn.Module:
     raise ValueError(f"motion_encoder={variant!r}; allowed: {list(MOTION_VARIANTS)}")
 
 
-def _load_slowfast_weights(model: nn.Module, path: str) -> None:
+#: The tiny SlowFast pre-trained by ``make motion-weights`` (``conf/tiny.yaml``'s ``motion_weights``).
+TINY_WEIGHTS = "lightning_modules/weights/tiny_slowfast.pt"
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_weights(path: str) -> Path:
+    """``path`` as given, or, when relative and absent there, relative to the checkout's root.
+
+    So ``conf/tiny.yaml``'s ``lightning_modules/weights/tiny_slowfast.pt`` loads from any working
+    directory. Raises FileNotFoundError naming both places and the command that makes it.
+    """
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"SlowFast checkpoint not found: {file} (download SLOWFAST_8x8_R50.pyth, see "
-            "lightning_modules/motion.py, and set model.init_args.motion_weights)"
-        )
+    if file.is_file():
+        return file
+    if not file.is_absolute() and (_ROOT / file).is_file():
+        return _ROOT / file
+    hint = (
+        "make it: make motion-weights (python -m lightning_modules.motion_pretrain, docs/learning.md)"
+        if file.name.startswith("tiny")
+        else "download SLOWFAST_8x8_R50.pyth, see lightning_modules/motion.py, and set model.init_args.motion_weights"
+    )
+    where = f"{file}" + ("" if file.is_absolute() else f" (nor {_ROOT / file})")
+    raise FileNotFoundError(f"SlowFast checkpoint not found: {where}; {hint}")
+
+
+def _load_slowfast_weights(model: nn.Module, path: str) -> None:
+    file = resolve_weights(path)
     checkpoint = torch.load(file, map_location="cpu", weights_only=False)
     state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     try:

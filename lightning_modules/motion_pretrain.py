@@ -35,7 +35,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from datamodules.video import load_clip
-from lightning_modules.motion import SlowFastMotionEncoder
+from lightning_modules.motion import SlowFastMotionEncoder, resolve_weights
 
 
 def read_pretext(
@@ -211,7 +211,7 @@ def _load(videos: Sequence[Path], size: int, frames: int, crop: str = "resize") 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True, help="synthetic set made with another --seed than the benchmark")
+    ap.add_argument("--data", help="synthetic set made with another --seed than the benchmark (required to train)")
     ap.add_argument("--out", required=True, help="checkpoint path (.pt); <out>.json gets the held-out scores")
     ap.add_argument(
         "--pretext",
@@ -237,13 +237,43 @@ def _parser() -> argparse.ArgumentParser:
         "--probe-benchmark",
         help="synthetic benchmark folder: report a ridge on the frozen tokens (fit on its train split) per split",
     )
+    ap.add_argument(
+        "--probe-only", action="store_true", help="train nothing: load --out and report the --probe-benchmark ridge"
+    )
     return ap
+
+
+def _probe_only(args: argparse.Namespace) -> int:
+    """``--probe-only``: the ridge probe of an existing checkpoint (make demo's shipped encoder)."""
+    start = time.perf_counter()
+    encoder = SlowFastMotionEncoder("tiny", weights=args.out)
+    probe = linear_probe(
+        encoder,
+        Path(args.probe_benchmark) / "labels.csv",
+        args.motion_size,
+        args.motion_frames,
+        motion_crop=args.motion_crop,
+    )
+    pretext = torch.load(resolve_weights(args.out), map_location="cpu", weights_only=False).get("pretext", {})
+    record = {
+        "test_srcc": pretext.get("test_srcc", {}),
+        "linear_probe": {"benchmark": args.probe_benchmark, **probe},
+        "seconds": {"total": round(time.perf_counter() - start, 1)},
+    }
+    _report(record, args.out)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Pre-train, score, save; 0 on success."""
     ap = _parser()
     args = ap.parse_args(argv)
+    if args.probe_only:
+        if not args.probe_benchmark:
+            ap.error("--probe-only needs --probe-benchmark DIR")
+        return _probe_only(args)
+    if not args.data:
+        ap.error("--data DIR is required to pre-train (or --probe-only with --probe-benchmark)")
     labels = Path(args.data) / "labels.csv"
     if not labels.is_file():
         ap.error(
@@ -294,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(record: dict[str, Any], out: str) -> None:
-    print("held-out severity SRCC: " + "  ".join(f"{n} {v:+.2f}" for n, v in record["test_srcc"].items()))
+    if record["test_srcc"]:
+        print("held-out severity SRCC: " + "  ".join(f"{n} {v:+.2f}" for n, v in record["test_srcc"].items()))
     for split, r in record.get("linear_probe", {}).items():
         if isinstance(r, dict):
             print(

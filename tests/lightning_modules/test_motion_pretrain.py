@@ -62,3 +62,31 @@ def test_read_pretext_rows_and_errors(tmp_path: Path) -> None:
     labels.write_text("video,mos,split\ntrain/0.mp4,3,train\n")
     with pytest.raises(ValueError, match="severities"):
         read_pretext(labels, "train")
+
+
+def test_relative_weights_resolve_against_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/tiny.yaml's repo-relative motion_weights loads from any working directory."""
+    from lightning_modules.motion import resolve_weights
+
+    monkeypatch.chdir(tmp_path)
+    assert (
+        resolve_weights("lightning_modules/motion.py")
+        == Path(__file__).resolve().parents[2] / "lightning_modules/motion.py"
+    )
+    with pytest.raises(FileNotFoundError, match="make motion-weights") as err:
+        SlowFastMotionEncoder("tiny", weights="lightning_modules/weights/tiny_missing.pt")
+    assert "tiny_missing.pt" in str(err.value)
+
+
+def test_probe_only_reports_an_existing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from datamodules.synthetic import DESIGNS, generate_benchmark
+    from lightning_modules.motion_pretrain import main
+
+    bench = generate_benchmark(tmp_path / "b", seed=3, size="tiny", workers=1, progress=False, design=DESIGNS["crisp"])
+    ckpt = tmp_path / "enc.pt"
+    save_checkpoint(SlowFastMotionEncoder("tiny"), ckpt, {"test_srcc": {"noise": 0.5}})
+    assert main(["--probe-only", "--out", str(ckpt), "--probe-benchmark", str(bench.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "noise +0.50" in out and "ood_calibration: SRCC vs q" in out
+    with pytest.raises(SystemExit):
+        main(["--probe-only", "--out", str(ckpt)])  # no benchmark to probe

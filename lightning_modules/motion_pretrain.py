@@ -297,8 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_every=max(args.steps // 10, 1),
     )
     scores = score(encoder, head, test_motion, as_matrix(test_sev), names)
+    meta = Path(args.data) / "benchmark.json"
     record = {
         "data": str(args.data),
+        # the pre-training set's generator seed: a benchmark of the same seed would share clips
+        "data_seed": json.loads(meta.read_text()).get("seed") if meta.is_file() else None,
         "settings": {k: v for k, v in vars(args).items() if k not in ("data", "out")},
         "distortions": names,
         "train_clips": len(train_videos),

@@ -7,7 +7,10 @@
     python -m benchmarks.ablations --quick --out /tmp/abl    # minute-scale smoke (the test's)
 
 Every row is trained and tested by plain ``run.py`` commands (printed as they run) stacking
-``conf/ablations/<row>.yaml`` over ``conf/tiny.yaml`` (paper Sec. 4.3, App. B):
+``conf/ablations/<row>.yaml`` over ``conf/tiny.yaml`` (paper Sec. 4.3, App. B), with ``make
+demo``'s recipe: its synthetic benchmark (``--size small --design crisp``, seed 0), the committed
+pre-trained tiny SlowFast of ``conf/tiny.yaml`` and its SFT curriculum (each row's SFT starts from
+a warm-up of the same row without rationales, ``TRAIN_JOBS``; ``--sft-steps`` counts each half):
 
 * scoring target: pointwise / pairwise x NTP / head, each SFT then GRPO from that checkpoint
   with a 1:4 ratio of SFT to GRPO data (``--grpo-ratio``); the pairwise head row is MC-GRPO;
@@ -50,18 +53,26 @@ from callbacks import tables  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 RESULTS = ROOT / "benchmarks" / "results" / "ablations.json"
-#: Train jobs: name -> (phase, conf/ablations overlay, job whose checkpoint it starts from).
-TRAIN_JOBS: dict[str, tuple[str, str, str | None]] = {
-    "sft_pointwise_ntp": ("sft", "pointwise_ntp", None),
-    "sft_pointwise_head": ("sft", "pointwise_head", None),
-    "sft_pairwise_ntp": ("sft", "pairwise_ntp", None),
-    "sft_reasoning": ("sft", "sft_reasoning", None),
-    "sft_no_reasoning": ("sft", "sft_no_reasoning", None),
-    "grpo_pointwise_ntp": ("mcgrpo", "pointwise_ntp", "sft_pointwise_ntp"),
-    "grpo_pointwise_head": ("mcgrpo", "pointwise_head", "sft_pointwise_head"),
-    "grpo_pairwise_ntp": ("mcgrpo", "pairwise_ntp", "sft_pairwise_ntp"),
-    "grpo": ("mcgrpo", "grpo_from_sft", "sft_reasoning"),
-    "mcgrpo": ("mcgrpo", "mcgrpo", "sft_reasoning"),
+#: Train jobs: name -> (phase, conf/ablations overlays stacked in order, job whose checkpoint it
+#: starts from). SFT follows make demo's curriculum: every row's SFT starts from a warm-up of the
+#: same row without rationales (``sft_no_reasoning.yaml`` stacked last), the same number of steps;
+#: "SFT w/o Reasoning" continues that warm-up without rationales, so both recipe rows see the same
+#: pairs and steps and differ only in the rationales of the second half.
+TRAIN_JOBS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "warmup_pointwise_ntp": ("sft", ("pointwise_ntp", "sft_no_reasoning"), None),
+    "warmup_pointwise_head": ("sft", ("pointwise_head", "sft_no_reasoning"), None),
+    "warmup_pairwise_ntp": ("sft", ("pairwise_ntp", "sft_no_reasoning"), None),
+    "warmup": ("sft", ("sft_no_reasoning",), None),
+    "sft_pointwise_ntp": ("sft", ("pointwise_ntp",), "warmup_pointwise_ntp"),
+    "sft_pointwise_head": ("sft", ("pointwise_head",), "warmup_pointwise_head"),
+    "sft_pairwise_ntp": ("sft", ("pairwise_ntp",), "warmup_pairwise_ntp"),
+    "sft_reasoning": ("sft", ("sft_reasoning",), "warmup"),
+    "sft_no_reasoning": ("sft", ("sft_no_reasoning",), "warmup"),
+    "grpo_pointwise_ntp": ("mcgrpo", ("pointwise_ntp",), "sft_pointwise_ntp"),
+    "grpo_pointwise_head": ("mcgrpo", ("pointwise_head",), "sft_pointwise_head"),
+    "grpo_pairwise_ntp": ("mcgrpo", ("pairwise_ntp",), "sft_pairwise_ntp"),
+    "grpo": ("mcgrpo", ("grpo_from_sft",), "sft_reasoning"),
+    "mcgrpo": ("mcgrpo", ("mcgrpo",), "sft_reasoning"),
 }
 #: Table 2 rows: variant -> (section, label, train job tested, aggregator read from its results).
 VARIANTS: dict[str, tuple[str, str, str, str]] = {
@@ -100,10 +111,10 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
             into[key] = value
 
 
-def phase_config(phase: str, overlay: str | None = None) -> dict[str, Any]:
-    """What ``run.py`` stacks for a job: base, model, the phase file, tiny, the row's overlay."""
+def phase_config(phase: str, overlays: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``run.py`` stacks for a job: base, model, the phase file, tiny, the row's overlays."""
     files = [CONF / "base.yaml", CONF / "model.yaml", CONF / f"{phase}.yaml", CONF / "tiny.yaml"]
-    return merged_config(*files, *([CONF / "ablations" / f"{overlay}.yaml"] if overlay else []))
+    return merged_config(*files, *(CONF / "ablations" / f"{o}.yaml" for o in overlays))
 
 
 def items_per_step(config: Mapping[str, Any]) -> int:
@@ -174,10 +185,10 @@ def _place(out: Path, seed: int, job: str) -> list[str]:
 
 
 def fit_command(job: str, seed: int, out: Path, steps: int, extra: Sequence[str]) -> list[str]:
-    """``run.py fit`` of a train job: the phase file, tiny, the row's overlay; ``steps`` optimiser
+    """``run.py fit`` of a train job: the phase file, tiny, the row's overlays; ``steps`` optimiser
     steps over ``steps`` x items-per-step fresh pairs (pointwise rows cycle their videos)."""
-    phase, overlay, parent = TRAIN_JOBS[job]
-    items = steps * items_per_step(phase_config(phase, overlay))
+    phase, overlays, parent = TRAIN_JOBS[job]
+    items = steps * items_per_step(phase_config(phase, overlays))
     cmd = [
         sys.executable,
         str(ROOT / "run.py"),
@@ -186,8 +197,7 @@ def fit_command(job: str, seed: int, out: Path, steps: int, extra: Sequence[str]
         str(CONF / f"{phase}.yaml"),
         "--config",
         str(CONF / "tiny.yaml"),
-        "--config",
-        str(CONF / "ablations" / f"{overlay}.yaml"),
+        *(arg for o in overlays for arg in ("--config", str(CONF / "ablations" / f"{o}.yaml"))),
         f"--seed_everything={seed}",
         f"--model.init_args.seed={seed}",
         f"--data.init_args.pair_seed={seed}",
@@ -371,25 +381,18 @@ def write_outputs(records: Sequence[Mapping[str, Any]], results: Path) -> Path:
 
 # ---------------------------------------------------------------------------- CLI
 def ensure_data(data: Path, size: str) -> None:
-    """Generate the synthetic benchmark into ``data`` unless its labels file is there."""
-    if (data / "labels.csv").is_file():
-        return
-    print(f"[ablations] generating the synthetic benchmark ({size}) -> {data}", flush=True)
+    """Generate ``make demo``'s synthetic benchmark (seed 0, ``--design crisp``) into ``data``.
+
+    The generator reuses a complete set made with the same settings and remakes any other, so a
+    folder of an older design is not silently trained on.
+    """
+    print(f"[ablations] synthetic benchmark ({size}, crisp) -> {data}", flush=True)
+    workers = "1" if size == "tiny" else "2"
     subprocess.check_call(
-        [
-            sys.executable,
-            "-m",
-            "datamodules.synthetic",
-            "--out",
-            str(data),
-            "--seed",
-            "0",
-            "--size",
-            size,
-            "--workers",
-            "1" if size == "tiny" else "2",
-        ],
+        [sys.executable, "-m", "datamodules.synthetic", "--out", str(data), "--seed", "0", "--size", size]
+        + ["--design", "crisp", "--workers", workers],
         cwd=ROOT,
+        stderr=subprocess.DEVNULL,  # the progress bar
     )
 
 
@@ -447,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = {"sft": args.sft_steps or sft_steps, "mcgrpo": args.grpo_steps or grpo_steps}
     home = Path(phase_config("sft")["data"]["init_args"]["train_sets"][0]["label_file"]).parent
     data = args.data.resolve() if args.data else None
-    ensure_data(data or ROOT / home, "tiny" if args.quick else "default")
+    ensure_data(data or ROOT / home, "tiny" if args.quick else "small")
     extra = data_overrides(data)
     if args.max_new_tokens:
         extra.append(f"--model.init_args.max_new_tokens={args.max_new_tokens}")

@@ -34,9 +34,20 @@ def test_every_row_has_a_trained_chain_and_an_overlay() -> None:
         "grpo",
         "mcgrpo",
     ]
-    for _, (phase, overlay, parent) in ab.TRAIN_JOBS.items():
-        assert (ab.CONF / "ablations" / f"{overlay}.yaml").is_file(), overlay
-        assert parent is None if phase == "sft" else ab.TRAIN_JOBS[parent][0] == "sft"
+    for job, (phase, overlays, parent) in ab.TRAIN_JOBS.items():
+        assert all((ab.CONF / "ablations" / f"{o}.yaml").is_file() for o in overlays), overlays
+        if phase == "mcgrpo":
+            assert (
+                ab.TRAIN_JOBS[parent][0] == "sft"
+                and ab.TRAIN_JOBS[parent][1] == overlays[:1]
+                or job in ("grpo", "mcgrpo")
+            )
+        elif parent is not None:  # the curriculum: the same row's SFT without rationales first
+            warm = ab.TRAIN_JOBS[parent]
+            assert warm[2] is None and warm[1][-1] == "sft_no_reasoning"
+            assert warm[1][:-1] == tuple(o for o in overlays if o not in ("sft_reasoning", "sft_no_reasoning"))
+    # the two recipe rows share the warm-up: same pairs and steps, rationales only in the second half
+    assert ab.TRAIN_JOBS["sft_reasoning"][2] == ab.TRAIN_JOBS["sft_no_reasoning"][2] == "warmup"
     # score recovery rows: the SAME test run as the full model, different aggregators
     assert {ab.VARIANTS[v][2] for v in ("winrate", "elo", "lsq", "pairwise_head", "mcgrpo")} == {"mcgrpo"}
     assert ab.TRAIN_JOBS["grpo"][2] == ab.TRAIN_JOBS["mcgrpo"][2] == "sft_reasoning"
@@ -56,6 +67,12 @@ def test_commands(tmp_path: Path) -> None:
     cmd = ab.fit_command("grpo_pointwise_ntp", 2, tmp_path, 7, ["--x=1"])
     assert cmd[2:5] == ["fit", "--config", str(ab.CONF / "mcgrpo.yaml")]
     assert str(ab.CONF / "ablations" / "pointwise_ntp.yaml") in cmd and "--trainer.max_steps=7" in cmd
+    warm = ab.fit_command("warmup_pointwise_ntp", 2, tmp_path, 7, [])
+    overlays = [warm[i + 1] for i, c in enumerate(warm) if c == "--config"][2:]
+    assert overlays == [str(ab.CONF / "ablations" / f"{o}.yaml") for o in ("pointwise_ntp", "sft_no_reasoning")]
+    assert not any("init_from" in c for c in warm)
+    sft = ab.fit_command("sft_pointwise_ntp", 2, tmp_path, 7, [])
+    assert f"--model.init_args.init_from={tmp_path}/seed2/warmup_pointwise_ntp/version_0/checkpoints/last.ckpt" in sft
     assert f"--model.init_args.init_from={tmp_path}/seed2/sft_pointwise_ntp/version_0/checkpoints/last.ckpt" in cmd
     assert "--seed_everything=2" in cmd and "--model.init_args.seed=2" in cmd and cmd[-2] == "--x=1"
     test = ab.eval_command("mcgrpo", 1, tmp_path, [])
@@ -111,7 +128,8 @@ def test_quick_run_writes_records_and_resumes(tmp_path: Path, capsys: pytest.Cap
     capsys.readouterr()
     assert ab.main(["--quick", "--out", str(out)]) == 0
     log = capsys.readouterr().out
-    assert "sft_no_reasoning: done, skipped" in log and log.count(" test --config ") == 1
+    assert "sft_no_reasoning: done, skipped" in log and "warmup: done, skipped" in log
+    assert log.count(" test --config ") == 1
     assert train_done.stat().st_mtime_ns == stamp and test_done.is_file()
     assert not (out / "seed0" / "sft_no_reasoning" / "version_1").exists()
     assert json.loads((out / "ablations.json").read_text()) == data  # same records, not appended

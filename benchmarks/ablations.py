@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ import yaml
 if __package__ in (None, ""):  # `python benchmarks/ablations.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import table2_claims  # noqa: E402
+from benchmarks import table2  # noqa: E402
 from callbacks import tables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,65 +317,14 @@ def merge_records(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, A
 
 
 # ---------------------------------------------------------------------------- table
-def _mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (sample std over seeds; the mean alone for one seed; N/A when missing).
-
-    >>> _mean_std([0.8, 0.9]), _mean_std([0.5]), _mean_std([])
-    ('0.850 ± 0.071', '0.500', 'N/A')
-    """
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals or len(vals) < len(values):
-        return "N/A"
-    mean = statistics.fmean(vals)
-    return f"{mean:.3f} ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else f"{mean:.3f}"
-
-
-def seed_cells(
-    values: Mapping[int, Mapping[str, Mapping[str, float]]], layout: Mapping[str, list[str]], metric: str
-) -> list[str]:
-    """One Table 2 row: per split and per group average (averaged per seed first), mean ± std."""
-    cells: list[str] = []
-    for group in (tables.IN_DOMAIN, tables.OUT_OF_DOMAIN):
-        cols = layout[group]
-        if not cols:
-            continue
-        cells += [_mean_std([v.get(c, {}).get(metric, math.nan) for v in values.values()]) for c in cols]
-        cells.append(_mean_std([tables.group_average(v, cols, metric) for v in values.values()]))
-    return cells
-
-
 def table2_markdown(records: Sequence[Mapping[str, Any]], groups: Mapping[str, str]) -> str:
-    """The paper's Table 2 layout from ablation records: sections, SRCC then PLCC, mean ± std."""
-    per_row: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
-    for r in records:
-        cell = {m: math.nan if r[m] is None else float(r[m]) for m in tables.METRICS}
-        per_row.setdefault(r["variant"], {}).setdefault(int(r["seed"]), {})[r["split"]] = cell
-    sections: dict[str, list[tuple[str, Any]]] = {}
-    for variant in VARIANTS:
-        if variant in per_row:
-            section, label, _, _ = VARIANTS[variant]
-            sections.setdefault(section, []).append((label, per_row[variant]))
-    splits = [s for s in groups if any(r["split"] == s for r in records)]  # the configs' order first
-    splits += sorted({r["split"] for r in records} - set(splits))
-    layout = tables.column_layout([{"benchmark": s, "group": groups.get(s)} for s in splits])
-    seeds = sorted({int(r["seed"]) for r in records})
-    head = f"Synthetic benchmark, mean ± std over seeds {seeds} (benchmarks/ablations.py).\n\n"
-    return head + tables.panel_table(list(sections.items()), layout, first_header="Variant", cells=seed_cells)
+    """The paper's Table 2 layout from ablation records (``benchmarks/table2.py``), rows ``VARIANTS``."""
+    return table2.markdown(records, groups, VARIANTS)
 
 
 def write_outputs(records: Sequence[Mapping[str, Any]], results: Path) -> Path:
-    """``results`` (JSON records) and ``table2.md`` beside it; returns the table's path."""
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps({"records": list(records)}, indent=1) + "\n", encoding="utf-8")
-    table = results.parent / "table2.md"
-    groups = split_groups()
-    claims = table2_claims.claims_markdown(table2_claims.check_claims(records, groups))
-    table.write_text(
-        f"{table2_markdown(records, groups)}\n### The paper's claims on these runs\n\n"
-        f"{table2_claims.__doc__.split(chr(10) + chr(10))[1].strip()}\n\n{claims}",
-        encoding="utf-8",
-    )
-    return table
+    """``results`` (JSON records) and ``table2.md`` beside it (with the claims); the table's path."""
+    return table2.write(records, results, split_groups(), VARIANTS)
 
 
 # ---------------------------------------------------------------------------- CLI

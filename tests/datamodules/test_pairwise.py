@@ -20,7 +20,7 @@ from datamodules.pairwise import (
     PairwiseVideoDataModule,
     VideoBatch,
 )
-from datamodules.video import Clip, VideoDecodeError
+from datamodules.video import Clip, VideoDecodeError, load_clip
 
 #   video,           mos,  source, split, scale  -> mos on [1, 5]
 ROWS = [
@@ -84,6 +84,16 @@ def _dm(labels: Path, **kw) -> PairwiseVideoDataModule:
     )
     args.update(kw)
     return PairwiseVideoDataModule(**args)
+
+
+def test_motion_crop_reaches_the_decoded_clips(bench: Path) -> None:
+    """``motion_crop="native"`` (conf/tiny.yaml) is what the datasets decode with, and in the cache key."""
+    dm = _dm(bench, motion_crop="native")
+    dm.setup("fit")
+    clip = next(iter(dm.train_dataloader())).clips_a[0]
+    native = load_clip(clip.path, num_frames=4, motion_frames=8, size=32, motion_size=32, motion_crop="native")
+    resized = load_clip(clip.path, num_frames=4, motion_frames=8, size=32, motion_size=32)
+    assert torch.equal(clip.motion, native.motion) and clip.key == native.key != resized.key
 
 
 def test_train_batches_are_pairs_within_one_source(bench: Path) -> None:

@@ -53,9 +53,9 @@ clean:
 # outputs/ablations/ are skipped); writes benchmarks/results/ablations.json and table2.md.
 # make demo's recipe (crisp set, the committed tiny SlowFast, SFT curriculum: 200 steps without
 # rationales, then 200 with x 4 pairs; GRPO 120 steps x 4 prompts x G 4: the CPU budget, not the
-# paper's 1:4 data ratio); wall time in the README.
+# paper's 1:4 data ratio); the three seeds in three single-threaded processes; wall time in the README.
 # Options: make ablations ABLATIONS_ARGS="--seeds 0 --variants mcgrpo grpo --sft-steps 200 --grpo-steps 120"
-ABLATIONS_ARGS ?= --sft-steps 200 --grpo-steps 120
+ABLATIONS_ARGS ?= --sft-steps 200 --grpo-steps 120 --parallel 3
 .PHONY: ablations
 ablations: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.ablations $(ABLATIONS_ARGS)

@@ -3,6 +3,7 @@
     python -m benchmarks.ablations                           # all rows x seeds 0 1 2 (resumable)
     python -m benchmarks.ablations --variants mcgrpo grpo --seeds 0
     python -m benchmarks.ablations --sft-steps 150 --grpo-steps 40   # the step budget per phase
+    python -m benchmarks.ablations --parallel 3              # the seeds in 3 processes at once
     python -m benchmarks.ablations --tables-only             # table2.md again from the JSON
     python -m benchmarks.ablations --quick --out /tmp/abl    # minute-scale smoke (the test's)
 
@@ -33,8 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ if __package__ in (None, ""):  # `python benchmarks/ablations.py`: make the chec
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import table2  # noqa: E402
+from benchmarks.ablation_procs import ensure_data, run_job, run_seeds_in_parallel  # noqa: E402
 from callbacks import tables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,34 +229,6 @@ def eval_command(job: str, seed: int, out: Path, extra: Sequence[str]) -> list[s
     ]
 
 
-def run_job(cmd: list[str], folder: Path) -> bool:
-    """Run ``cmd`` once: skipped when ``folder/done.json`` exists, an unfinished folder is cleared.
-
-    Returns whether it ran. The child's output goes to ``folder/run.log``; a failure raises
-    ``RuntimeError`` with that file's tail.
-    """
-    done = folder / "done.json"
-    if done.exists():
-        print(f"[ablations] {folder.relative_to(folder.parents[1])}: done, skipped", flush=True)
-        return False
-    if folder.exists():
-        for path in sorted(folder.rglob("*"), reverse=True):  # an unfinished run: start it again
-            path.unlink() if path.is_file() or path.is_symlink() else path.rmdir()
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"[ablations] {' '.join(cmd[1:])}", flush=True)
-    start = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    with open(folder / "run.log", "w", encoding="utf-8") as log:
-        code = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if code != 0:
-        tail = (folder / "run.log").read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RuntimeError(f"job failed (exit {code}) after {seconds:.0f}s: {folder}\n{tail}")
-    done.write_text(json.dumps({"command": cmd[1:], "seconds": round(seconds, 1)}, indent=1))
-    print(f"[ablations]   finished in {seconds:.0f}s", flush=True)
-    return True
-
-
 def train(job: str, seed: int, out: Path, steps: Mapping[str, int], extra: Sequence[str]) -> None:
     """Train ``job`` and, first, the job its checkpoint starts from."""
     phase, _, parent = TRAIN_JOBS[job]
@@ -328,22 +300,6 @@ def write_outputs(records: Sequence[Mapping[str, Any]], results: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- CLI
-def ensure_data(data: Path, size: str) -> None:
-    """Generate ``make demo``'s synthetic benchmark (seed 0, ``--design crisp``) into ``data``.
-
-    The generator reuses a complete set made with the same settings and remakes any other, so a
-    folder of an older design is not silently trained on.
-    """
-    print(f"[ablations] synthetic benchmark ({size}, crisp) -> {data}", flush=True)
-    workers = "1" if size == "tiny" else "2"
-    subprocess.check_call(
-        [sys.executable, "-m", "datamodules.synthetic", "--out", str(data), "--seed", "0", "--size", size]
-        + ["--design", "crisp", "--workers", workers],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,  # the progress bar
-    )
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (``--quick`` changes the defaults to a minute-scale smoke run)."""
     p = argparse.ArgumentParser(description="Table 2 ablations on the synthetic benchmark (CPU).")
@@ -372,6 +328,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"records JSON (default {RESULTS.relative_to(ROOT)}; --quick: <out>/ablations.json)",
     )
+    p.add_argument("--parallel", type=int, default=1, help="seeds run at once, one process each (1 thread)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 steps per phase, tiny data, 16 tokens")
     p.add_argument("--tables-only", action="store_true", help="rebuild table2.md from the records JSON")
     args = p.parse_args(argv)
@@ -407,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     start = time.perf_counter()
+    if args.parallel > 1 and len(args.seeds) > 1:
+        run_seeds_in_parallel(args, steps)  # then run_matrix finds every job done and collects
     records = merge_records(old, run_matrix(args.variants, args.seeds, args.out, steps, extra))
     table = write_outputs(records, args.results)
     print(table.read_text(encoding="utf-8"))

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from benchmarks import ablations as ab
+from benchmarks.ablation_procs import seed_command
 
 TINY = yaml.safe_load((ab.CONF / "tiny.yaml").read_text())
 TEST_SPLITS = [s["name"] for s in TINY["data"]["init_args"]["test_sets"]]
@@ -133,3 +134,18 @@ def test_quick_run_writes_records_and_resumes(tmp_path: Path, capsys: pytest.Cap
     assert train_done.stat().st_mtime_ns == stamp and test_done.is_file()
     assert not (out / "seed0" / "sft_no_reasoning" / "version_1").exists()
     assert json.loads((out / "ablations.json").read_text()) == data  # same records, not appended
+
+
+def test_parallel_seeds_each_run_in_a_process_of_their_own(tmp_path: Path) -> None:
+    out = tmp_path / "par"
+    args = ab.parse_args(["--quick", "--out", str(out), "--seeds", "0", "1", "--parallel", "2"])
+    cmd = seed_command(args, 1, {"sft": 3, "mcgrpo": 5})
+    assert cmd[cmd.index("--seeds") + 1] == "1" and "--parallel" not in cmd and "--quick" in cmd
+    assert cmd[cmd.index("--results") + 1] == str(out / "seed1" / "records.json")
+    assert cmd[cmd.index("--sft-steps") + 1] == "3" and cmd[cmd.index("--grpo-steps") + 1] == "5"
+    assert ab.main(["--quick", "--out", str(out), "--seeds", "0", "1", "--parallel", "2"]) == 0
+    data = json.loads((out / "ablations.json").read_text())
+    assert sorted({r["seed"] for r in data["records"]}) == [0, 1]
+    for seed in (0, 1):
+        log = (out / f"seed{seed}" / "ablations.log").read_text()
+        assert f"seeds [{seed}]" in log and "finished in" in log  # the seed's jobs ran in its process

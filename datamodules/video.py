@@ -182,6 +182,20 @@ def _resize(video: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def motion_sides(native_short: int, motion_size: int | None, motion_crop: str) -> tuple[int, int]:
+    """``(short side the motion frames are resized to, side of their centre square)``.
+
+    >>> motion_sides(96, 64, "resize"), motion_sides(96, 64, "native"), motion_sides(48, 64, "native")
+    ((64, 64), (96, 64), (48, 48))
+    """
+    side = target_short_side(native_short, motion_size)
+    if motion_crop == "native":
+        return max(native_short, side), side  # no downscaling: the crop keeps the pixel scale
+    if motion_crop != "resize":
+        raise ValueError(f"unknown motion_crop {motion_crop!r}; allowed: 'resize', 'native'")
+    return side, side
+
+
 def _centre_crop(video: torch.Tensor, side: int) -> torch.Tensor:
     """Centre square crop of (N, 3, h, w) to (N, 3, side, side)."""
     h, w = video.shape[-2:]
@@ -311,12 +325,7 @@ def load_clip(
 
     native_short = min(info.height, info.width)
     frames_short = target_short_side(native_short, size)
-    motion_short = target_short_side(native_short, motion_size)
-    motion_side = motion_short
-    if motion_crop == "native":
-        motion_short = max(native_short, motion_short)  # no downscaling: the crop keeps the pixel scale
-    elif motion_crop != "resize":
-        raise ValueError(f"unknown motion_crop {motion_crop!r}; allowed: 'resize', 'native'")
+    motion_short, motion_side = motion_sides(native_short, motion_size, motion_crop)
     decode_hw = resized_hw(info.height, info.width, max(frames_short, motion_short))
     order = AUTO_ORDER if backend == "auto" else (backend,)
     video, used = _decode(path, info, union, decode_hw, order, timeout_s)  # (U, 3, h, w)

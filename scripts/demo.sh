@@ -7,7 +7,7 @@
 #      The committed one (make motion-weights) when present, else pre-trained here (smaller)
 #   2. SFT the tiny Qwen3-VL-architecture model (+ frozen tiny SlowFast): 400 steps without
 #      rationales, then 400 with them (init_from the first)       -> run.py fit  (sft) x2
-#   3. MC-GRPO from the SFT checkpoint, 150 steps                   -> run.py fit  (mcgrpo)
+#   3. MC-GRPO from the SFT checkpoint, 300 steps                   -> run.py fit  (mcgrpo)
 #   4. evaluate both checkpoints: in-domain + out-of-domain tables, LSQ / Elo / win-rate / BT
 #      from the model's own generated comparisons                   -> run.py test (x2)
 #   5. rank a folder of real videos (the six clips in ../shared/data/videos when present, else
@@ -62,7 +62,7 @@ lap sft
 log "3/6 MC-GRPO from $SFT_CKPT"
 # shellcheck disable=SC2046
 $PY run.py fit --config conf/mcgrpo.yaml $(tiny) --model.init_args.init_from "$SFT_CKPT" $(logger mcgrpo) \
-  --trainer.max_steps "${DEMO_GRPO_STEPS:-150}"
+  --trainer.max_steps "${DEMO_GRPO_STEPS:-300}"
 GRPO_CKPT="$OUT/mcgrpo/version_0/checkpoints/last.ckpt"
 lap mcgrpo
 

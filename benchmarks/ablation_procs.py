@@ -50,12 +50,15 @@ def ensure_data(data: Path, size: str) -> None:
     """
     print(f"[ablations] synthetic benchmark ({size}, crisp) -> {data}", flush=True)
     workers = "1" if size == "tiny" else "2"
-    subprocess.check_call(
+    done = subprocess.run(
         [sys.executable, "-m", "datamodules.synthetic", "--out", str(data), "--seed", "0", "--size", size]
         + ["--design", "crisp", "--workers", workers],
         cwd=ROOT,
-        stderr=subprocess.DEVNULL,  # the progress bar
+        stderr=subprocess.PIPE,  # the progress bar; its tail goes into the error
+        text=True,
     )
+    if done.returncode:
+        raise RuntimeError(f"generating the synthetic benchmark into {data} failed: {done.stderr[-2000:]}")
 
 
 def seed_command(args: argparse.Namespace, seed: int, steps: Mapping[str, int]) -> list[str]:

@@ -149,3 +149,12 @@ def test_parallel_seeds_each_run_in_a_process_of_their_own(tmp_path: Path) -> No
     for seed in (0, 1):
         log = (out / f"seed{seed}" / "ablations.log").read_text()
         assert f"seeds [{seed}]" in log and "finished in" in log  # the seed's jobs ran in its process
+
+
+def test_a_failing_benchmark_generation_names_the_folder_and_the_reason(tmp_path: Path) -> None:
+    from benchmarks.ablation_procs import ensure_data
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(RuntimeError, match=r"(?s)file failed: .*NotADirectoryError"):
+        ensure_data(blocker, "tiny")

@@ -9,7 +9,8 @@ its own scale, curve and rater noise — the calibration bias pointwise training
 Splits mirror the paper's Table 1: ``train`` (three sources mixed, like LSVQ), ``test`` (in
 domain), and three out-of-domain sets: ``ood_content`` (the unseen ``ripples`` family),
 ``ood_distortion`` (every clip has an unseen ``flicker`` or ``motion_blur``) and
-``ood_calibration`` (an unseen rating source at a different resolution and aspect).
+``ood_calibration`` (an unseen rating source at a different resolution and aspect), plus ``val``
+(in domain like ``test``: what ``fit`` validates on, so that no setting is read off a test split).
 
 Output folder: ``<split>/<index>.mp4``, ``labels.csv`` with columns ``LABEL_COLUMNS`` (``video``
 relative to the folder; ``distortions``/``severities`` ``;``-joined) and ``benchmark.json``
@@ -51,7 +52,7 @@ from datamodules.synthetic_distort import (
     latent_quality,
 )
 
-GENERATOR_VERSION = 2  # 2: libx264 mbtree=0 (byte-identical encodes)
+GENERATOR_VERSION = 3  # 2: libx264 mbtree=0 (byte-identical encodes); 3: a `val` split
 LABEL_COLUMNS = ("video", "mos", "source", "split", "content", "distortions", "severities", "q", "scale_lo", "scale_hi")
 TRAIN_FAMILIES = ("texture_pan", "shapes", "zoom_noise", "scene")
 HELD_OUT_FAMILIES = ("ripples",)
@@ -74,6 +75,9 @@ SPLITS: dict[str, SplitSpec] = {
     "ood_content": SplitSpec(HELD_OUT_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
     "ood_distortion": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, HELD_OUT_DISTORTIONS, TRAIN_SOURCES, False),
     "ood_calibration": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), HELD_OUT_SOURCES, True),
+    # in-domain like ``test``, for validation during fit (settings are read off it, not off test);
+    # last, so that adding it left every earlier split's clips unchanged
+    "val": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
 }
 
 
@@ -91,8 +95,8 @@ class Design:
             and resolution (few sources x many distortions, as in LIVE or Waterloo-IVC-4K);
             0 renders new content for every clip.
         train_clips: number of training clips (``None``: the size preset's).
-        eval_source: one training rating source that rates every clip of ``test``, ``ood_content``
-            and ``ood_distortion`` (each real test set is one study, so its MOS ranks clips on one
+        eval_source: one training rating source that rates every clip of ``val``, ``test``,
+            ``ood_content`` and ``ood_distortion`` (each real test set is one study, so its MOS ranks clips on one
             scale); ``None`` mixes the training sources there too. ``ood_calibration`` keeps its
             unseen source.
         held_out_on_top: ``ood_distortion`` clips get their held-out distortion *on top of*

@@ -106,12 +106,15 @@ def pretrain(
     lr: float = 3e-3,
     seed: int = 0,
     log_every: int = 0,
+    augment: str = "flip",
 ) -> tuple[SlowFastMotionEncoder, nn.Linear]:
     """AdamW on the severity MSE; BatchNorm on batch statistics while training, then frozen.
 
     Args:
         train_motion: ``(N, T', 3, H, W)`` uint8 motion clips.
         train_targets: ``(N, K)`` severities (0 where a distortion is absent).
+        augment: label-preserving views of a clip (``augment_clips``): ``"flip"`` (horizontal
+            flips) or ``"dihedral"`` (the 8 flips/rotations of a square frame x time reversal).
 
     Returns:
         The encoder (eval mode, frozen; running statistics from the training batches) and the head.
@@ -128,9 +131,7 @@ def pretrain(
     nn.Module.train(encoder, True)  # the encoder's own train() keeps eval mode (frozen use)
     for step in range(1, steps + 1):
         idx = torch.as_tensor(rng.integers(0, len(train_motion), batch_size))
-        clips = train_motion[idx]
-        flip = torch.as_tensor(rng.random(batch_size) < 0.5)
-        clips = torch.where(flip.view(-1, 1, 1, 1, 1), clips.flip(-1), clips)  # label-preserving
+        clips = augment_clips(train_motion[idx], augment, rng)
         loss = ((head(_features(encoder, clips)) - (train_targets[idx] - centre)) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -141,6 +142,34 @@ def pretrain(
     encoder.requires_grad_(False)
     encoder.eval()
     return encoder, head
+
+
+AUGMENTS = ("flip", "dihedral")
+
+
+def augment_clips(clips: torch.Tensor, augment: str, rng: np.random.Generator) -> torch.Tensor:
+    """Random label-preserving views of ``(B, T, C, H, W)`` clips, one draw per clip.
+
+    The synthetic distortions (blur, noise, the codec's 8x8 blocks, frame drops) cover the whole
+    clip and have no orientation or time direction, so a flip, a quarter turn or playing the clip
+    backwards leaves every severity unchanged. ``"flip"``: horizontal flips; ``"dihedral"``: any of
+    the 8 symmetries of the square frame, and time reversal (16 views).
+    """
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment {augment!r} not allowed; choose from {list(AUGMENTS)}")
+    flip = torch.as_tensor(rng.random(len(clips)) < 0.5).view(-1, 1, 1, 1, 1)
+    clips = torch.where(flip, clips.flip(-1), clips)
+    if augment == "flip":
+        return clips
+    if clips.shape[-1] != clips.shape[-2]:
+        raise ValueError(f"augment 'dihedral' needs square frames, got {tuple(clips.shape[-2:])}")
+    turns, backwards = rng.integers(0, 4, len(clips)), rng.random(len(clips)) < 0.5
+    return torch.stack(
+        [
+            torch.rot90(clip.flip(0) if back else clip, int(k), dims=(-2, -1))
+            for clip, k, back in zip(clips, turns, backwards)
+        ]
+    )
 
 
 @torch.no_grad()
@@ -232,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="frames of the pre-training clips (default: --motion-frames; the encoder is convolutional in time)",
     )
+    ap.add_argument(
+        "--augment",
+        default="flip",
+        choices=AUGMENTS,
+        help="flip: horizontal flips; dihedral: flips, quarter turns and time reversal (square motion crops)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--probe-benchmark",
@@ -295,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.lr,
         args.seed,
         log_every=max(args.steps // 10, 1),
+        augment=args.augment,
     )
     scores = score(encoder, head, test_motion, as_matrix(test_sev), names)
     meta = Path(args.data) / "benchmark.json"

@@ -231,12 +231,13 @@ def test_cli_named_design_with_an_override(tmp_path: Path) -> None:
     assert meta["design"]["train_clips"] == 3 and meta["splits"]["train"] == 3
     with open(tmp_path / "c" / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    in_domain = [r for r in rows if r["split"] in ("train", "test")]
+    in_domain = [r for r in rows if r["split"] in ("train", "val", "test")]
+    assert {r["split"] for r in in_domain} == {"train", "val", "test"}
     assert {r["content"] for r in in_domain} == {"shapes"}
     assert all(len(r["distortions"].split(";")) <= 1 for r in in_domain)
     assert {d for r in in_domain for d in r["distortions"].split(";") if d} <= {"blur", "noise", "compression"}
     # crisp: one study rates each test split; the unseen distortion comes on top of a seen one
-    assert {r["source"] for r in rows if r["split"] in ("test", "ood_content", "ood_distortion")} == {"acr5"}
+    assert {r["source"] for r in rows if r["split"] in ("val", "test", "ood_content", "ood_distortion")} == {"acr5"}
     assert {r["source"] for r in rows if r["split"] == "ood_calibration"} == {"unit_steep"}
     assert len({r["source"] for r in rows if r["split"] == "train"}) > 1
     for r in (r for r in rows if r["split"] == "ood_distortion"):

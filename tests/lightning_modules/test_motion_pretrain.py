@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
 from lightning_modules.motion import SlowFastMotionEncoder
-from lightning_modules.motion_pretrain import _features, pretrain, read_pretext, save_checkpoint
+from lightning_modules.motion_pretrain import _features, augment_clips, pretrain, read_pretext, save_checkpoint
 
 
 def _noisy_clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,3 +91,27 @@ def test_probe_only_reports_an_existing_checkpoint(tmp_path: Path, capsys: pytes
     assert "noise +0.50" in out and "ood_calibration: SRCC vs q" in out
     with pytest.raises(SystemExit):
         main(["--probe-only", "--out", str(ckpt)])  # no benchmark to probe
+
+
+def test_augment_views_are_symmetries_of_each_clip() -> None:
+    """``dihedral`` turns, flips and reverses each clip on its own; ``flip`` draws as before it existed."""
+    clips = torch.arange(6 * 4 * 1 * 5 * 5, dtype=torch.float32).view(6, 4, 1, 5, 5)
+    views = augment_clips(clips, "dihedral", np.random.default_rng(0))
+    symmetries = lambda c: [  # noqa: E731 - the 16 views of one clip
+        torch.rot90(t.flip(-1) if f else t, k, dims=(-2, -1)) for t in (c, c.flip(0)) for f in (0, 1) for k in range(4)
+    ]
+    for clip, view in zip(clips, views):
+        assert any(torch.equal(view, s) for s in symmetries(clip))
+    assert any(not torch.equal(v, c) for v, c in zip(views, clips))
+    # a clip played backwards appears among the draws (time reversal is on)
+    draws = augment_clips(clips.repeat(8, 1, 1, 1, 1), "dihedral", np.random.default_rng(1))
+    assert any(torch.equal(d[0].sum(), c[-1].sum()) for d, c in zip(draws, clips.repeat(8, 1, 1, 1, 1)))
+    # "flip" consumes the generator exactly as the committed encoder's training did
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    flip = torch.as_tensor(rng_b.random(6) < 0.5).view(-1, 1, 1, 1, 1)
+    assert torch.equal(augment_clips(clips, "flip", rng_a), torch.where(flip, clips.flip(-1), clips))
+    assert rng_a.random() == rng_b.random()
+    with pytest.raises(ValueError, match="augment 'spin' not allowed"):
+        augment_clips(clips, "spin", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="square frames"):
+        augment_clips(clips[..., :4], "dihedral", np.random.default_rng(0))

@@ -9,8 +9,8 @@ its own scale, curve and rater noise — the calibration bias pointwise training
 Splits mirror the paper's Table 1: ``train`` (three sources mixed, like LSVQ), ``test`` (in
 domain), and three out-of-domain sets: ``ood_content`` (the unseen ``ripples`` family),
 ``ood_distortion`` (every clip has an unseen ``flicker`` or ``motion_blur``) and
-``ood_calibration`` (an unseen rating source at a different resolution and aspect), plus ``val``
-(in domain like ``test``: what ``fit`` validates on, so that no setting is read off a test split).
+``ood_calibration`` (an unseen rating source at a different resolution and aspect); ``val`` (in
+domain, what ``fit`` validates on, so that no setting is read off a test split).
 
 Output folder: ``<split>/<index>.mp4``, ``labels.csv`` with columns ``LABEL_COLUMNS`` (``video``
 relative to the folder; ``distortions``/``severities`` ``;``-joined) and ``benchmark.json``
@@ -75,8 +75,7 @@ SPLITS: dict[str, SplitSpec] = {
     "ood_content": SplitSpec(HELD_OUT_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
     "ood_distortion": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, HELD_OUT_DISTORTIONS, TRAIN_SOURCES, False),
     "ood_calibration": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), HELD_OUT_SOURCES, True),
-    # in-domain like ``test``, for validation during fit (settings are read off it, not off test);
-    # last, so that adding it left every earlier split's clips unchanged
+    # in domain, what fit validates on; last, so that adding it left the earlier splits' clips as they were
     "val": SplitSpec(TRAIN_FAMILIES, TRAIN_DISTORTIONS, (), TRAIN_SOURCES, False),
 }
 
@@ -96,9 +95,8 @@ class Design:
             0 renders new content for every clip.
         train_clips: number of training clips (``None``: the size preset's).
         eval_source: one training rating source that rates every clip of ``val``, ``test``,
-            ``ood_content`` and ``ood_distortion`` (each real test set is one study, so its MOS ranks clips on one
-            scale); ``None`` mixes the training sources there too. ``ood_calibration`` keeps its
-            unseen source.
+            ``ood_content`` and ``ood_distortion`` (a real test set is one study: one MOS scale);
+            ``None`` mixes the training sources there too; ``ood_calibration`` keeps its own.
         held_out_on_top: ``ood_distortion`` clips get their held-out distortion *on top of*
             1..``max_distortions`` training ones (False: it counts towards ``max_distortions``, so
             with ``max_distortions=1`` a clip's quality would hang on the unseen distortion alone).
@@ -353,11 +351,7 @@ def generate_benchmark(
         "labels": "labels.csv",
         "splits": dict(Counter(r["split"] for r in rows)),
         "sources": {name: asdict(SOURCES[name]) for name in sorted({r["source"] for r in rows})},
-        "held_out": {
-            "content": list(HELD_OUT_FAMILIES),
-            "distortions": list(HELD_OUT_DISTORTIONS),
-            "sources": list(HELD_OUT_SOURCES),
-        },
+        "held_out": {"content": HELD_OUT_FAMILIES, "distortions": HELD_OUT_DISTORTIONS, "sources": HELD_OUT_SOURCES},
         "seconds": round(time.perf_counter() - start, 2),
         "workers": workers,
     }

@@ -106,7 +106,7 @@ def pretrain(
     lr: float = 3e-3,
     seed: int = 0,
     log_every: int = 0,
-    augment: str = "flip",
+    augment: str = "dihedral",
 ) -> tuple[SlowFastMotionEncoder, nn.Linear]:
     """AdamW on the severity MSE; BatchNorm on batch statistics while training, then frozen.
 
@@ -263,9 +263,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--augment",
-        default="flip",
+        default="dihedral",
         choices=AUGMENTS,
-        help="flip: horizontal flips; dihedral: flips, quarter turns and time reversal (square motion crops)",
+        help="dihedral (default): flips, quarter turns, time reversal (square crops); flip: horizontal flips only",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

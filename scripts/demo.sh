@@ -17,7 +17,7 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${DEMO_DIR:-outputs/demo}
-DATA=${DEMO_DATA:-data/synthetic}
+DATA=data/synthetic  # the folder conf/tiny.yaml reads (DEMO_SEED remakes it with that seed)
 PRETRAIN_DATA=${DEMO_PRETRAIN_DATA:-data/synthetic_pretrain}
 SEED=${DEMO_SEED:-0}
 MOTION="$OUT/motion/tiny_slowfast.pt"

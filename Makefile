@@ -63,8 +63,8 @@ ablations: $(STAMP)
 # The tiny SlowFast that conf/tiny.yaml and make demo load (lightning_modules/weights/, committed):
 # pre-trained on a distortion pretext over a synthetic set of another seed than the demo's
 # benchmark (seed 1; the demo's is 0), as the real SlowFast arrives pre-trained on Kinetics.
-# Re-making it takes ~55 min on 2 cores (7 min for the 16,000 clips; README); make demo pre-trains a smaller one itself when
-# the file is absent or DEMO_SEED is the pre-training seed.
+# Re-making it takes ~55 min on 2 cores (7 min for the 16,000 clips; README); make demo
+# pre-trains a smaller one itself when the file is absent or DEMO_SEED is the pre-training seed.
 MOTION_WEIGHTS ?= lightning_modules/weights/tiny_slowfast.pt
 MOTION_PRETRAIN_ARGS ?= --steps 5000
 .PHONY: motion-weights

@@ -14,6 +14,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _single_threaded_env() -> dict[str, str]:
+    """This environment with ``OMP_NUM_THREADS=1`` unless the caller set it: the jobs are single-threaded."""
+    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
 def run_job(cmd: list[str], folder: Path) -> bool:
     """Run ``cmd`` once: skipped when ``folder/done.json`` exists, an unfinished folder is cleared.
 
@@ -30,7 +35,7 @@ def run_job(cmd: list[str], folder: Path) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     print(f"[ablations] {' '.join(cmd[1:])}", flush=True)
     start = time.perf_counter()
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = _single_threaded_env()
     with open(folder / "run.log", "w", encoding="utf-8") as log:
         code = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
@@ -76,7 +81,7 @@ def run_seeds_in_parallel(args: argparse.Namespace, steps: Mapping[str, int]) ->
     each: the jobs are single-threaded, so N seeds use N cores). Output: ``<out>/seed<S>/ablations.log``.
     Raises RuntimeError naming the failed seeds and their logs once every process has ended."""
     pending, running, failed = list(args.seeds), [], []
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = _single_threaded_env()
     while pending or running:
         while pending and len(running) < args.parallel:
             seed = pending.pop(0)
